@@ -1,0 +1,53 @@
+"""Model/guide pairs by name: ``models.get("normal-mean", prior_scale=2.0)``; ``models.available()``.
+
+Each module in this package registers its pairs with :func:`register`; a new pair is one new file.
+"""
+
+import importlib
+import inspect
+import pkgutil
+
+from vi_toolkit.errors import ConfigError, UnknownNameError
+
+_REGISTRY = {}
+
+
+def register(name):
+    """Class decorator: make a :class:`vi_toolkit.ModelPair` subclass available as ``models.get(name)``."""
+
+    def decorate(cls):
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def _load_all():
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
+def available():
+    """Names of the registered model/guide pairs, sorted."""
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def describe():
+    """name -> one-line description of every registered pair."""
+    _load_all()
+    return {name: _REGISTRY[name].description for name in sorted(_REGISTRY)}
+
+
+def get(name, **config):
+    """The pair registered as ``name``, built with ``config`` (its constructor's keyword arguments)."""
+    _load_all()
+    if name not in _REGISTRY:
+        raise UnknownNameError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    cls = _REGISTRY[name]
+    accepted = set(inspect.signature(cls).parameters)
+    unknown = sorted(set(config) - accepted)
+    if unknown:
+        raise ConfigError(f"model {name!r} has no option(s) {unknown}; its options: {sorted(accepted)}")
+    return cls(**config)

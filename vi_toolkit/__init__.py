@@ -1,0 +1,55 @@
+"""vi-toolkit: variational inference with Pyro, compared with MCMC and with the true log evidence.
+
+    import vi_toolkit as vt
+    result = vt.fit_vi(model, "normal", data)       # SVI with a settled, checked, isolated engine
+    mcmc = vt.run_mcmc(model, data)                 # NUTS baseline
+    result.to_inference_data(), mcmc.summary()      # ArviZ for both
+"""
+
+import warnings
+
+# ArviZ 0.2x announces its 1.0 refactor on import; the toolkit pins arviz<1, so the notice is noise here.
+warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing", category=FutureWarning)
+
+from .errors import (  # noqa: E402
+    CheckpointError,
+    ConfigError,
+    DataError,
+    ModelGuideError,
+    NumericalError,
+    RunFolderError,
+    UnknownNameError,
+    VIToolkitError,
+)
+from .guides import AUTOGUIDES
+from .mcmc import MCMCResult, run_mcmc
+from .objectives import OBJECTIVES, Objective, register_objective
+from .pairs import ModelPair
+from .results import load_result
+from .schedule import CONSTANT, Schedule
+from .vi import VIResult, fit_vi
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AUTOGUIDES",
+    "CONSTANT",
+    "OBJECTIVES",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "MCMCResult",
+    "ModelGuideError",
+    "ModelPair",
+    "NumericalError",
+    "Objective",
+    "RunFolderError",
+    "Schedule",
+    "UnknownNameError",
+    "VIResult",
+    "VIToolkitError",
+    "fit_vi",
+    "load_result",
+    "register_objective",
+    "run_mcmc",
+]

@@ -1,0 +1,114 @@
+"""The ``vi-toolkit`` command: list, run, demo, report. Bad input prints one line and exits 2."""
+
+import argparse
+import sys
+import warnings
+
+from .errors import VIToolkitError
+
+RUNS_ROOT = "runs"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, like every other bad input
+        raise VIToolkitError(f"{message} (see 'vi-toolkit --help')")
+
+
+def _experiments():
+    import experiments  # the CLI is the one module that reaches the experiments
+
+    return experiments
+
+
+def cmd_list(args):
+    import models
+
+    print("models:")
+    for name, text in models.describe().items():
+        print(f"  {name:<20} {text}")
+    print("experiments:")
+    for name, text in _experiments().describe().items():
+        print(f"  {name:<20} {text}")
+    return 0
+
+
+def _finish(folder):
+    from .report import build_report
+
+    report = build_report(folder.path)
+    print(f"run folder: {folder.path}\nreport: {report}")
+    return 0
+
+
+def cmd_run(args):
+    from .experiment import build_config, parse_assignments, read_config_file, run_experiment
+    from .results import RunFolder
+
+    experiment = _experiments().get(args.experiment)
+    overrides = read_config_file(args.config) if args.config else {}
+    overrides.update(parse_assignments(args.set))
+    config = build_config(experiment, overrides=overrides)
+    meta = {"command": "run", "experiment": experiment.name, "seed": args.seed}
+    folder = RunFolder.create(args.out, meta=meta) if args.out else RunFolder.new(RUNS_ROOT, experiment.name, meta=meta)
+    run_experiment(experiment, config, folder, args.seed)
+    return _finish(folder)
+
+
+def cmd_demo(args):
+    from .experiment import build_config, run_experiment
+    from .results import RunFolder
+
+    registry = _experiments()
+    meta = {"command": "demo", "seed": args.seed, "experiments": registry.available()}
+    folder = RunFolder.create(args.out, meta=meta) if args.out else RunFolder.new(RUNS_ROOT, "demo", meta=meta)
+    for name in registry.available():
+        experiment = registry.get(name)
+        print(f"== {name}: {experiment.description}", flush=True)
+        record = run_experiment(experiment, build_config(experiment, demo=True), folder.sub(name), args.seed)
+        print(f"   {record['seconds']:.1f} s. {record['summary']}", flush=True)
+    return _finish(folder)
+
+
+def cmd_report(args):
+    from .report import build_report
+
+    print(build_report(args.run_dir))
+    return 0
+
+
+def build_parser():
+    parser = _Parser(prog="vi-toolkit", description="Variational inference with Pyro, compared with MCMC.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands.add_parser("list", help="list models and experiments").set_defaults(handler=cmd_list)
+    run = commands.add_parser("run", help="run one experiment")
+    run.add_argument("experiment")
+    run.add_argument("--config", help="TOML or JSON file of settings")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
+    run.add_argument("--out", help="run folder to create (must not exist)")
+    run.add_argument("--seed", type=int, default=0)
+    run.set_defaults(handler=cmd_run)
+    demo = commands.add_parser("demo", help="every experiment at a small size, one run folder, one report")
+    demo.add_argument("--out", help="run folder to create (must not exist)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(handler=cmd_demo)
+    report = commands.add_parser("report", help="(re)build report.html of a run folder")
+    report.add_argument("run_dir")
+    report.set_defaults(handler=cmd_report)
+    return parser
+
+
+def main(argv=None):
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        args = build_parser().parse_args(argv)
+        return args.handler(args)
+    except VIToolkitError as exc:
+        print(f"vi-toolkit: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vi-toolkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

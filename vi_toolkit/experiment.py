@@ -1,0 +1,123 @@
+"""Experiments: a named, configurable run that writes tables, figures and results into a run folder.
+
+An experiment module defines ``EXPERIMENT = Experiment(name, description, Config, demo, run)``: ``Config`` a
+frozen dataclass whose defaults are the full-size run, ``demo`` the overrides of the demo-size run, and
+``run(config, folder, seed) -> str`` the work, returning a one-paragraph summary.
+"""
+
+import dataclasses
+import json
+import time
+import tomllib
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    description: str
+    config: type
+    demo: dict
+    run: typing.Callable
+
+    def options(self):
+        """Config field name -> (type, default)."""
+        hints = typing.get_type_hints(self.config)
+        return {f.name: (hints[f.name], f.default) for f in dataclasses.fields(self.config)}
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(experiment, key, value, kind):
+    """``value`` (from a file or a ``key=value`` string) as the config field's type."""
+    origin = typing.get_origin(kind) or kind
+    try:
+        if isinstance(value, str) and origin is not str:
+            text = value.strip()
+            if origin is bool:
+                if text.lower() not in _TRUE | _FALSE:
+                    raise ValueError
+                return text.lower() in _TRUE
+            if origin is tuple:
+                value = [part.strip() for part in text.split(",") if part.strip()]
+            else:
+                return origin(text)
+        if origin is tuple:
+            (item,) = set(typing.get_args(kind)) - {Ellipsis} or {str}
+            return tuple(item(v) for v in value)
+        if origin is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if origin is bool and not isinstance(value, bool):
+            raise ValueError
+        if not isinstance(value, origin):
+            raise ValueError
+        return value
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"{experiment.name}: {key}={value!r} is not a valid {getattr(kind, '__name__', kind)}"
+        ) from None
+
+
+def read_config_file(path):
+    """A mapping of config overrides from a .toml or .json file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a table of key = value settings")
+    return data
+
+
+def parse_assignments(assignments):
+    """``["steps=100", "lr=0.1"]`` -> ``{"steps": "100", "lr": "0.1"}``."""
+    out = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set takes key=value, got {item!r}")
+        out[key.strip()] = value
+    return out
+
+
+def build_config(experiment, *, demo=False, overrides=None):
+    """The experiment's config: defaults, then the demo sizes (if ``demo``), then ``overrides``."""
+    options = experiment.options()
+    values = dict(experiment.demo) if demo else {}
+    for key, value in (overrides or {}).items():
+        if key not in options:
+            raise ConfigError(
+                f"{experiment.name} has no setting {key!r}; its settings: {', '.join(sorted(options))}"
+            )
+        values[key] = _coerce(experiment, key, value, options[key][0])
+    try:
+        return experiment.config(**values)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{experiment.name}: {exc}") from None
+
+
+def run_experiment(experiment, config, folder, seed):
+    """Run ``experiment`` into ``folder`` (a RunFolder) and record what was run in experiment.json."""
+    start = time.perf_counter()
+    summary = experiment.run(config, folder, seed)
+    record = {
+        "name": experiment.name,
+        "description": experiment.description,
+        "config": dataclasses.asdict(config),
+        "seed": seed,
+        "seconds": time.perf_counter() - start,
+        "summary": summary,
+    }
+    folder.write_json("experiment.json", record)
+    return record

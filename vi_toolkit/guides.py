@@ -1,0 +1,31 @@
+"""Autoguides by name: ``fit_vi(model, "normal", ...)`` builds ``AutoNormal(model)``."""
+
+from pyro.infer import autoguide
+
+from .errors import UnknownNameError
+
+AUTOGUIDES = {
+    "normal": autoguide.AutoNormal,  # mean-field Gaussian, one site at a time
+    "diag": autoguide.AutoDiagonalNormal,  # mean-field Gaussian on the flattened latent vector
+    "mvn": autoguide.AutoMultivariateNormal,  # full-rank Gaussian
+    "lowrank": autoguide.AutoLowRankMultivariateNormal,
+    "iaf": autoguide.AutoIAFNormal,  # normalizing flow (inverse autoregressive)
+    "delta": autoguide.AutoDelta,  # point estimate (MAP)
+    "laplace": autoguide.AutoLaplaceApproximation,  # MAP, then a Gaussian from the Hessian
+}
+
+
+def make_guide(guide, model):
+    """Return ``(guide_callable, name)``: an autoguide built from its name, or the user's callable as is."""
+    if isinstance(guide, str):
+        if guide not in AUTOGUIDES:
+            raise UnknownNameError(
+                f"unknown guide {guide!r}; pass a Pyro guide callable or one of {sorted(AUTOGUIDES)}"
+            )
+        return AUTOGUIDES[guide](model), guide
+    if not callable(guide):
+        raise UnknownNameError(
+            f"guide must be callable or an autoguide name, got {type(guide).__name__}; "
+            f"names: {sorted(AUTOGUIDES)}"
+        )
+    return guide, getattr(guide, "__name__", type(guide).__name__)

@@ -1,0 +1,369 @@
+"""``fit_vi``: stochastic variational inference with Pyro's ELBOs and optimizers, settled, isolated and safe.
+
+Each step is Pyro's ``SVI.step`` (``loss_and_grads``, then the optimizer on the captured parameters) with
+two additions: gradients are checked for NaN/inf *before* the update, so the last good parameters survive a
+numerical failure, and the step size follows :mod:`vi_toolkit.schedule`, which also decides when to stop.
+"""
+
+import copy
+import math
+import time
+import warnings
+from dataclasses import asdict
+
+import numpy as np
+import pyro
+import pyro.poutine as poutine
+import torch
+from pyro.infer import ELBO
+from tqdm.auto import tqdm
+
+from . import traces
+from .checkpoint import load_checkpoint, save_checkpoint
+from .errors import ConfigError, ModelGuideError, NumericalError
+from .guides import make_guide
+from .inference_data import from_chains, to_numpy
+from .objectives import OBJECTIVES, as_objective, make_elbo
+from .schedule import Schedule, ScheduleState
+
+
+class VIResult:
+    """A fitted guide with its loss history; draws, ELBO and InferenceData come from the fitted parameters."""
+
+    kind = "vi"
+
+    def __init__(self, *, model, guide, args, kwargs, losses, seconds, param_state, structure, vectorized, info):
+        self.model = model
+        self.guide = guide
+        self.args = args
+        self.kwargs = kwargs
+        self.losses = np.asarray(losses, dtype=float)
+        self.seconds = float(seconds)
+        self.structure = structure
+        self.vectorized = vectorized
+        self.info = info  # settings and facts of the fit: objective, guide, lr, steps run, jit used, ...
+        self._param_state = param_state
+
+    def __repr__(self):
+        return (
+            f"VIResult(guide={self.info['guide']!r}, objective={self.info['objective']!r}, "
+            f"steps={len(self.losses)}, final_loss={self.losses[-1] if len(self.losses) else float('nan'):.4g}, "
+            f"seconds={self.seconds:.2f})"
+        )
+
+    def scope(self):
+        """Context manager in which ``pyro.param`` sees this fit's parameters (and no other fit's)."""
+        return pyro.get_param_store().scope(state=self._param_state)
+
+    @property
+    def params(self):
+        """Fitted parameters: name -> constrained tensor (detached)."""
+        with self.scope():
+            store = pyro.get_param_store()
+            return {name: store[name].detach().clone() for name in store.keys()}
+
+    def draws(self, n=1000, seed=0):
+        """``n`` draws of every latent site from the fitted guide: site -> numpy array (n, *site_shape)."""
+        pyro.set_rng_seed(seed)
+        with self.scope():
+            draws = traces.guide_draws(
+                self.guide, self.args, self.kwargs, self.structure, n, vectorized=self.vectorized
+            )
+        return to_numpy(draws)
+
+    def to_inference_data(self, n=1000, seed=0):
+        """The fitted guide as ArviZ InferenceData: one chain of ``n`` independent draws."""
+        draws = {name: value[None] for name, value in self.draws(n, seed).items()}
+        return from_chains(draws, attrs={"method": "vi", "guide": self.info["guide"], "objective": self.info["objective"]})
+
+    def log_weights(self, n=1000, seed=0):
+        """Importance log-weights log p(x, z_s) - log q(z_s) for z_s ~ q: a tensor of shape (n,)."""
+        pyro.set_rng_seed(seed)
+        with self.scope():
+            return traces.log_weights(
+                self.model,
+                self.guide,
+                self.args,
+                self.kwargs,
+                n,
+                self.structure.max_plate_nesting,
+                vectorized=self.vectorized,
+            )
+
+    def elbo(self, num_particles=1000, seed=0):
+        """Monte Carlo ELBO at the fitted guide: E_q[log p(x,z) - log q(z)] <= log p(x)."""
+        return float(self.log_weights(num_particles, seed).mean())
+
+    def save(self, folder):
+        """Write this result to ``folder`` (see :mod:`vi_toolkit.results`)."""
+        from .results import save_result
+
+        return save_result(self, folder)
+
+
+def _isolate(model, guide):
+    """Deep copies of ``model`` and ``guide`` when they hold torch modules, so that two fits never share
+    parameter tensors (copied together, so a model and guide that share a module still share its copy)."""
+    def holds_module(fn):
+        return isinstance(fn, torch.nn.Module) or isinstance(getattr(fn, "__self__", None), torch.nn.Module)
+
+    if not (holds_module(model) or holds_module(guide)):
+        return model, guide
+    try:
+        return copy.deepcopy((model, guide))
+    except Exception:  # an object that cannot be copied is used as is
+        return model, guide
+
+
+def _check_settings(steps, lr, num_particles, checkpoint_every):
+    for name, value in (("steps", steps), ("num_particles", num_particles), ("checkpoint_every", checkpoint_every)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"lr must be a positive number, got {lr!r}")
+
+
+def _zero_grads():
+    for _, param in pyro.get_param_store().named_parameters():
+        param.grad = None
+
+
+def _build_elbo(objective, num_particles, vectorized, mpn, jit, model, guide, args, kwargs):
+    """The ELBO to train with, and whether it is the JIT-compiled one.
+
+    The compiled ELBO is used only if it compiles and its loss equals the plain ELBO's on the same random
+    draws; anything else falls back to the plain ELBO, so the fit is correct either way.
+    """
+    plain = make_elbo(objective, num_particles=num_particles, vectorize=vectorized, max_plate_nesting=mpn, jit=False)
+    if not jit or OBJECTIVES[objective.name].jit is None:
+        return plain, False
+    compiled = make_elbo(objective, num_particles=num_particles, vectorize=vectorized, max_plate_nesting=mpn, jit=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compiled.loss_and_grads(model, guide, *args, **kwargs)  # compiles
+            rng = torch.get_rng_state()
+            expected = float(plain.loss(model, guide, *args, **kwargs))
+            torch.set_rng_state(rng)
+            got = float(compiled.loss_and_grads(model, guide, *args, **kwargs))
+    except Exception:  # any failure to trace or run compiled means: use the plain ELBO
+        return plain, False
+    finally:
+        _zero_grads()
+    if not math.isclose(got, expected, rel_tol=1e-4, abs_tol=1e-4):
+        return plain, False
+    return compiled, True
+
+
+def _step(elbo, optim, model, guide, args, kwargs):
+    """One SVI step; returns the loss, or raises _NonFinite (before any update) on a NaN/inf loss or gradient."""
+    with poutine.trace(param_only=True) as capture:
+        loss = elbo.loss_and_grads(model, guide, *args, **kwargs)
+    loss = float(loss)
+    params = [site["value"].unconstrained() for site in capture.trace.nodes.values()]
+    grads = [p.grad for p in params if p.grad is not None]
+    if not math.isfinite(loss) or (grads and not bool(torch.stack([g.isfinite().all() for g in grads]).all())):
+        bad = [pyro.get_param_store().param_name(p) for p in params if p.grad is not None and not p.grad.isfinite().all()]
+        raise _NonFinite(loss, bad)
+    optim(params)
+    pyro.infer.util.zero_grads(params)
+    return loss
+
+
+class _NonFinite(Exception):
+    def __init__(self, loss, params):
+        self.loss = loss
+        self.params = params
+
+
+def _set_lr(optim, lr):
+    for torch_optim in optim.optim_objs.values():
+        for group in torch_optim.param_groups:
+            group["lr"] = lr
+
+
+def fit_vi(
+    model,
+    guide,
+    *args,
+    objective="elbo",
+    steps=2000,
+    lr=0.01,
+    num_particles=1,
+    seed=0,
+    progress=True,
+    checkpoint=None,
+    checkpoint_every=100,
+    schedule=None,
+    jit=True,
+    **model_kwargs,
+):
+    """Fit ``guide`` to the posterior of ``model`` given ``*args, **model_kwargs`` by maximizing an ELBO.
+
+    - ``guide``: a Pyro guide callable, or an autoguide name (see :data:`vi_toolkit.guides.AUTOGUIDES`).
+    - ``objective``: ``"elbo"`` (Trace_ELBO, reverse KL), ``"elbo-analytic"``, ``"elbo-enum"``, any name in
+      :data:`vi_toolkit.objectives.OBJECTIVES`, a :class:`vi_toolkit.Objective` with options, or a
+      ``pyro.infer.ELBO`` instance (used as given: no JIT or particle decisions).
+    - Adam at step size ``lr``, following ``schedule`` (default :class:`vi_toolkit.Schedule`: constant until the
+      loss stops improving, then a geometric decay to ``lr/100`` over the last 20% of ``steps``, then stop).
+    - ``num_particles`` > 1 vectorizes the particles where the model broadcasts, else loops over them.
+    - ``jit``: use the JIT-compiled ELBO where it compiles and agrees with the plain one (checked).
+    - ``checkpoint``: a path; state is saved atomically every ``checkpoint_every`` steps and at the end, and a
+      call with the same path resumes from it.
+    - Runs in its own parameter-store scope; the first step runs with Pyro's validation on, later steps off.
+    - A NaN or infinite loss or gradient raises :class:`NumericalError` naming the offending sites and
+      parameters, with ``partial_result`` holding the last good parameters.
+    """
+    _check_settings(steps, lr, num_particles, checkpoint_every)
+    custom_elbo = isinstance(objective, ELBO)
+    if not custom_elbo:
+        objective = as_objective(objective)
+    schedule = Schedule() if schedule is None else schedule
+    model, guide = _isolate(model, guide)
+    guide, guide_name = make_guide(guide, model)
+    objective_name = type(objective).__name__ if custom_elbo else objective.name
+    fingerprint = {
+        "objective": objective_name,
+        "options": {} if custom_elbo else dict(objective.options),
+        "guide": guide_name,
+        "lr": lr,
+        "steps": steps,
+        "num_particles": num_particles,
+        "seed": seed,
+        "schedule": asdict(schedule),
+    }
+    saved = load_checkpoint(checkpoint, fingerprint) if checkpoint else None
+    store = pyro.get_param_store()
+    t0 = time.perf_counter()
+    with store.scope() as param_state, pyro.validation_enabled(True):
+        pyro.set_rng_seed(seed)
+        if saved:
+            store.set_state(saved["params"])
+        enumerated = not custom_elbo and objective.name == "elbo-enum"
+        structure = traces.inspect_pair(model, guide, args, model_kwargs, enumerated_ok=enumerated)
+        mpn = structure.max_plate_nesting
+        vectorized = num_particles > 1 and traces.broadcasts(model, guide, args, model_kwargs, num_particles, mpn)
+        if custom_elbo:
+            elbo, used_jit = objective, False
+        else:
+            elbo, used_jit = _build_elbo(
+                objective, num_particles, vectorized, mpn, jit, model, guide, args, model_kwargs
+            )
+        optim = pyro.optim.Adam({"lr": lr, "betas": tuple(schedule.betas)})
+        plan = ScheduleState(schedule, steps)
+        losses = []
+        elapsed_before = 0.0
+        if saved:
+            optim.set_state(saved["optim"])
+            plan.load_state_dict(saved["schedule"])
+            losses = list(saved["losses"])
+            elapsed_before = saved["seconds"]
+            torch.set_rng_state(saved["rng"])
+            t0 = time.perf_counter()  # set-up time of a resumed segment is not counted twice
+        else:
+            pyro.set_rng_seed(seed)  # the training stream starts after set-up, whatever set-up consumed
+
+        def snapshot(done):
+            return {
+                "fingerprint": fingerprint,
+                "params": store.get_state(),
+                "optim": optim.get_state(),
+                "schedule": plan.state_dict(),
+                "losses": list(losses),
+                "seconds": elapsed_before + time.perf_counter() - t0,
+                "rng": torch.get_rng_state(),
+                "done": done,
+            }
+
+        def result():
+            return VIResult(
+                model=model,
+                guide=guide,
+                args=args,
+                kwargs=model_kwargs,
+                losses=losses,
+                seconds=elapsed_before + time.perf_counter() - t0,
+                param_state=store.get_state(),
+                structure=structure,
+                vectorized=vectorized,
+                info={
+                    **fingerprint,
+                    "steps_run": len(losses),
+                    "stopped_early": len(losses) < steps,
+                    "jit": used_jit,
+                    "vectorized_particles": vectorized,
+                    "decay_start": plan.decay_start,
+                },
+            )
+
+        done = bool(saved and saved["done"])
+        factor = None  # the optimizers exist after the first step; the step size is set from then on
+        bar = tqdm(total=steps, initial=len(losses), desc=f"fit_vi[{guide_name}]", disable=not progress or done,
+                   leave=False, dynamic_ncols=True)
+        smoothed = None
+        try:
+            step = len(losses)
+            while not done:
+                rng = torch.get_rng_state()
+                try:
+                    loss = _step(elbo, optim, model, guide, args, model_kwargs)
+                except _NonFinite as failure:
+                    raise _numerical_error(failure, step, rng, model, guide, args, model_kwargs,
+                                           num_particles, vectorized, mpn, result) from None
+                except (ValueError, RuntimeError) as exc:
+                    if step > 0 or saved:
+                        raise
+                    raise ModelGuideError(f"the first SVI step failed: {type(exc).__name__}: {exc}") from exc
+                if step == 0:
+                    pyro.enable_validation(False)  # validated once; the rest runs without checks
+                losses.append(loss)
+                smoothed = loss if smoothed is None else 0.95 * smoothed + 0.05 * loss
+                done = plan.update(step, losses)
+                step += 1
+                new_factor = plan.factor(step)
+                if new_factor != factor:
+                    factor = new_factor
+                    _set_lr(optim, lr * factor)
+                if checkpoint and (done or step % checkpoint_every == 0):
+                    save_checkpoint(checkpoint, snapshot(done))
+                bar.update(1)
+                if step % 25 == 0:
+                    bar.set_postfix(loss=f"{smoothed:.5g}", lr=f"{lr * factor:.2g}", refresh=False)
+        except KeyboardInterrupt:
+            if checkpoint:
+                save_checkpoint(checkpoint, snapshot(False))
+            raise
+        finally:
+            bar.close()
+        if guide_name == "laplace":
+            guide = guide.laplace_approximation(*args, **model_kwargs)
+        return result()
+
+
+def _numerical_error(failure, step, rng, model, guide, args, kwargs, num_particles, vectorized, mpn, result):
+    """A NumericalError for a failed step: replay the step's random draws to find the NaN/inf sites."""
+    torch.set_rng_state(rng)
+    if vectorized:
+        sites = traces.nonfinite_sites(
+            traces.vectorize(model, num_particles, mpn), traces.vectorize(guide, num_particles, mpn), args, kwargs
+        )
+    else:
+        sites = []
+        for _ in range(num_particles):
+            sites += [s for s in traces.nonfinite_sites(model, guide, args, kwargs) if s not in sites]
+    _zero_grads()
+    what = "loss" if not math.isfinite(failure.loss) else "gradient"
+    where = []
+    if sites:
+        where.append(f"site(s) {', '.join(sites)}")
+    if failure.params:
+        where.append(f"gradient of parameter(s) {', '.join(failure.params)}")
+    location = "; ".join(where) if where else "no single site (the loss overflowed in sum)"
+    return NumericalError(
+        f"the {what} became {failure.loss if what == 'loss' else 'NaN/inf'} at step {step}: {location}. "
+        "Lower lr, check scales and constraints in the model, or standardize the data; "
+        "the last good parameters are in this error's partial_result",
+        step=step,
+        sites=sites + list(failure.params),
+        partial_result=result(),
+    )
