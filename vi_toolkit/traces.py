@@ -19,6 +19,7 @@ class Structure:
 
     latent_shapes: dict  # model latent site -> value shape of one draw
     max_plate_nesting: int
+    deterministic_shapes: dict  # model pyro.deterministic site -> value shape of one draw
 
 
 def _plate_nesting(trace):
@@ -92,7 +93,10 @@ def inspect_pair(model, guide, args, kwargs, *, enumerated_ok=False):
             "site names, or mark them infer={'is_auxiliary': True}"
         )
     shapes = {n: tuple(model_trace.nodes[n]["value"].shape) for n in model_trace.nodes if n in latent}
-    return Structure(shapes, max(_plate_nesting(model_trace), _plate_nesting(guide_trace)))
+    deterministic = {
+        n: tuple(s["value"].shape) for n, s in model_trace.nodes.items() if s.get("infer", {}).get("_deterministic")
+    }
+    return Structure(shapes, max(_plate_nesting(model_trace), _plate_nesting(guide_trace)), deterministic)
 
 
 def vectorize(fn, num_particles, max_plate_nesting):
@@ -168,17 +172,22 @@ def log_weights(model, guide, args, kwargs, num_samples, max_plate_nesting, *, v
 
 
 @torch.no_grad()
-def guide_draws(guide, args, kwargs, structure, num_samples, *, vectorized=True, chunk=1000):
-    """Draws of the model's latent sites from the guide: site -> tensor of shape (num_samples, *site_shape)."""
-    names = list(structure.latent_shapes)
-    parts = {name: [] for name in names}
+def posterior_draws(model, guide, args, kwargs, structure, num_samples, *, vectorized=True, chunk=1000):
+    """Draws from the guide of the model's latent sites, and of its ``pyro.deterministic`` sites (the model
+    replayed on each draw): site -> tensor of shape (num_samples, *site_shape)."""
+    shapes = {**structure.latent_shapes, **structure.deterministic_shapes}
+    parts = {name: [] for name in shapes}
     remaining = num_samples
     while remaining > 0:
         n = min(chunk, remaining) if vectorized else 1
-        fn = vectorize(guide, n, structure.max_plate_nesting) if vectorized else guide
-        trace = poutine.trace(fn).get_trace(*args, **kwargs)
-        for name in names:
-            parts[name].append(trace.nodes[name]["value"].reshape((n,) + structure.latent_shapes[name]))
+        run_guide = vectorize(guide, n, structure.max_plate_nesting) if vectorized else guide
+        trace = poutine.trace(run_guide).get_trace(*args, **kwargs)
+        if structure.deterministic_shapes:
+            run_model = vectorize(model, n, structure.max_plate_nesting) if vectorized else model
+            model_trace = poutine.trace(poutine.replay(run_model, trace=trace)).get_trace(*args, **kwargs)
+            trace.nodes.update({name: model_trace.nodes[name] for name in structure.deterministic_shapes})
+        for name, shape in shapes.items():
+            parts[name].append(trace.nodes[name]["value"].reshape((n,) + shape))
         remaining -= n
     return {name: torch.cat(values) for name, values in parts.items()}
 

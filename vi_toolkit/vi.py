@@ -63,11 +63,12 @@ class VIResult:
             return {name: store[name].detach().clone() for name in store.keys()}
 
     def draws(self, n=1000, seed=0):
-        """``n`` draws of every latent site from the fitted guide: site -> numpy array (n, *site_shape)."""
+        """``n`` draws from the fitted guide of every latent (and ``pyro.deterministic``) site of the model:
+        site -> numpy array (n, *site_shape)."""
         pyro.set_rng_seed(seed)
         with self.scope():
-            draws = traces.guide_draws(
-                self.guide, self.args, self.kwargs, self.structure, n, vectorized=self.vectorized
+            draws = traces.posterior_draws(
+                self.model, self.guide, self.args, self.kwargs, self.structure, n, vectorized=self.vectorized
             )
         return to_numpy(draws)
 
@@ -128,19 +129,26 @@ def _zero_grads():
         param.grad = None
 
 
+# The tracer warning that means the compiled graph froze a value that Python code reads (a branch on a
+# sampled value, say). Shape reads (len(x)) are safe: fit_vi's arguments keep their shapes.
+_UNSAFE_TRACE = "Converting a tensor to a Python"
+
+
 def _build_elbo(objective, num_particles, vectorized, mpn, jit, model, guide, args, kwargs):
     """The ELBO to train with, and whether it is the JIT-compiled one.
 
-    The compiled ELBO is used only if it compiles and its loss equals the plain ELBO's on the same random
-    draws; anything else falls back to the plain ELBO, so the fit is correct either way.
+    The compiled ELBO is used only if it compiles without a tracer warning that the trace may be wrong (a
+    Python branch on a tensor value) and its loss equals the plain ELBO's on the same random draws; anything
+    else falls back to the plain ELBO, so the fit is correct either way.
     """
     plain = make_elbo(objective, num_particles=num_particles, vectorize=vectorized, max_plate_nesting=mpn, jit=False)
     if not jit or OBJECTIVES[objective.name].jit is None:
         return plain, False
     compiled = make_elbo(objective, num_particles=num_particles, vectorize=vectorized, max_plate_nesting=mpn, jit=True)
+    compiled.ignore_jit_warnings = False  # the warnings are how an unsafe trace shows itself
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             compiled.loss_and_grads(model, guide, *args, **kwargs)  # compiles
             rng = torch.get_rng_state()
             expected = float(plain.loss(model, guide, *args, **kwargs))
@@ -150,7 +158,11 @@ def _build_elbo(objective, num_particles, vectorized, mpn, jit, model, guide, ar
         return plain, False
     finally:
         _zero_grads()
-    if not math.isclose(got, expected, rel_tol=1e-4, abs_tol=1e-4):
+    unsafe = any(
+        issubclass(w.category, torch.jit.TracerWarning) and _UNSAFE_TRACE in str(w.message)
+        for w in caught
+    )
+    if unsafe or not math.isclose(got, expected, rel_tol=1e-4, abs_tol=1e-4):
         return plain, False
     return compiled, True
 
@@ -235,7 +247,7 @@ def fit_vi(
     saved = load_checkpoint(checkpoint, fingerprint) if checkpoint else None
     store = pyro.get_param_store()
     t0 = time.perf_counter()
-    with store.scope() as param_state, pyro.validation_enabled(True):
+    with store.scope(), pyro.validation_enabled(True):
         pyro.set_rng_seed(seed)
         if saved:
             store.set_state(saved["params"])

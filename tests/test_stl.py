@@ -1,0 +1,34 @@
+"""Sticking-the-landing: at q = posterior its gradient is exactly zero on every draw; Trace_ELBO's is not."""
+
+import pyro
+import pytest
+import torch
+
+import models
+from pyro.infer import Trace_ELBO
+from vi_toolkit.stl import JitTraceSTL_ELBO, TraceSTL_ELBO
+
+
+def _grads_at_posterior(elbo, seed):
+    pair = models.get("normal-mean")
+    (y,) = pair.simulate(seed=0, n=20)
+    exact = pair.posterior(y)["mu"]
+    pyro.clear_param_store()
+    pyro.param("mu_loc", exact.mean.clone())
+    pyro.param("mu_scale", exact.stddev.clone(), constraint=torch.distributions.constraints.positive)
+    pyro.set_rng_seed(seed)
+    elbo.loss_and_grads(pair.model, pair.guide, y)
+    return torch.stack([p.grad for _, p in pyro.get_param_store().named_parameters()])
+
+
+@pytest.mark.parametrize("elbo_cls", [TraceSTL_ELBO, JitTraceSTL_ELBO])
+def test_stl_gradient_vanishes_at_the_exact_posterior(elbo_cls):
+    for seed in range(5):
+        # log p(x,z) - log q(z) is constant in z when q is the posterior: the pathwise gradient is zero up to
+        # float32 rounding (values of order 10 -> 1e-5)
+        assert _grads_at_posterior(elbo_cls(), seed).abs().max() < 1e-4
+
+
+def test_plain_trace_elbo_gradient_is_noisy_there():
+    # the score term -d/dphi log q(z) has zero mean but not zero value on a single draw
+    assert max(_grads_at_posterior(Trace_ELBO(), seed).abs().max() for seed in range(5)) > 0.1
