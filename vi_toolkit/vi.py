@@ -7,6 +7,7 @@ numerical failure, and the step size follows :mod:`vi_toolkit.schedule`, which a
 
 import copy
 import math
+import os
 import time
 import warnings
 from dataclasses import asdict
@@ -130,8 +131,19 @@ def _zero_grads():
 
 
 # The tracer warning that means the compiled graph froze a value that Python code reads (a branch on a
-# sampled value, say). Shape reads (len(x)) are safe: fit_vi's arguments keep their shapes.
+# sampled value, say), when raised from the user's code. Torch's and Pyro's own conversions are shape checks,
+# and shape reads (len(x)) are safe too: fit_vi's arguments keep their shapes.
 _UNSAFE_TRACE = "Converting a tensor to a Python"
+_LIBRARIES = tuple(os.path.dirname(module.__file__) + os.sep for module in (torch, pyro))
+
+
+def _unsafe_trace(caught):
+    return any(
+        issubclass(w.category, torch.jit.TracerWarning)
+        and _UNSAFE_TRACE in str(w.message)
+        and not os.path.abspath(w.filename).startswith(_LIBRARIES)
+        for w in caught
+    )
 
 
 def _build_elbo(objective, num_particles, vectorized, mpn, jit, model, guide, args, kwargs):
@@ -158,11 +170,7 @@ def _build_elbo(objective, num_particles, vectorized, mpn, jit, model, guide, ar
         return plain, False
     finally:
         _zero_grads()
-    unsafe = any(
-        issubclass(w.category, torch.jit.TracerWarning) and _UNSAFE_TRACE in str(w.message)
-        for w in caught
-    )
-    if unsafe or not math.isclose(got, expected, rel_tol=1e-4, abs_tol=1e-4):
+    if _unsafe_trace(caught) or not math.isclose(got, expected, rel_tol=1e-4, abs_tol=1e-4):
         return plain, False
     return compiled, True
 
