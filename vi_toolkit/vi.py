@@ -241,9 +241,8 @@ def fit_vi(
     schedule = Schedule() if schedule is None else schedule
     model, guide = _isolate(model, guide)
     guide, guide_name = make_guide(guide, model)
-    objective_name = type(objective).__name__ if custom_elbo else objective.name
     fingerprint = {
-        "objective": objective_name,
+        "objective": type(objective).__name__ if custom_elbo else objective.name,
         "options": {} if custom_elbo else dict(objective.options),
         "guide": guide_name,
         "lr": lr,
@@ -254,7 +253,7 @@ def fit_vi(
     }
     saved = load_checkpoint(checkpoint, fingerprint) if checkpoint else None
     store = pyro.get_param_store()
-    t0 = time.perf_counter()
+    start = time.perf_counter()
     with store.scope(), pyro.validation_enabled(True):
         pyro.set_rng_seed(seed)
         if saved:
@@ -266,104 +265,120 @@ def fit_vi(
         if custom_elbo:
             elbo, used_jit = objective, False
         else:
-            elbo, used_jit = _build_elbo(
-                objective, num_particles, vectorized, mpn, jit, model, guide, args, model_kwargs
-            )
-        optim = pyro.optim.Adam({"lr": lr, "betas": tuple(schedule.betas)})
-        plan = ScheduleState(schedule, steps)
-        losses = []
-        elapsed_before = 0.0
+            elbo, used_jit = _build_elbo(objective, num_particles, vectorized, mpn, jit, model, guide, args, model_kwargs)
+        run = _Run(model, guide, args, model_kwargs, elbo, structure, vectorized, fingerprint, start)
+        run.info.update(jit=used_jit, vectorized_particles=vectorized)
         if saved:
-            optim.set_state(saved["optim"])
-            plan.load_state_dict(saved["schedule"])
-            losses = list(saved["losses"])
-            elapsed_before = saved["seconds"]
-            torch.set_rng_state(saved["rng"])
-            t0 = time.perf_counter()  # set-up time of a resumed segment is not counted twice
+            run.restore(saved)
         else:
             pyro.set_rng_seed(seed)  # the training stream starts after set-up, whatever set-up consumed
+        run.train(progress, checkpoint, checkpoint_every)
+        if guide_name == "laplace":
+            run.guide = run.guide.laplace_approximation(*args, **model_kwargs)
+        return run.result()
 
-        def snapshot(done):
-            return {
-                "fingerprint": fingerprint,
-                "params": store.get_state(),
-                "optim": optim.get_state(),
-                "schedule": plan.state_dict(),
-                "losses": list(losses),
-                "seconds": elapsed_before + time.perf_counter() - t0,
-                "rng": torch.get_rng_state(),
-                "done": done,
-            }
 
-        def result():
-            return VIResult(
-                model=model,
-                guide=guide,
-                args=args,
-                kwargs=model_kwargs,
-                losses=losses,
-                seconds=elapsed_before + time.perf_counter() - t0,
-                param_state=store.get_state(),
-                structure=structure,
-                vectorized=vectorized,
-                info={
-                    **fingerprint,
-                    "steps_run": len(losses),
-                    "stopped_early": len(losses) < steps,
-                    "jit": used_jit,
-                    "vectorized_particles": vectorized,
-                    "decay_start": plan.decay_start,
-                },
-            )
+class _Run:
+    """One fit in progress: the pair and its data, ELBO, Adam, step-size schedule, losses and clock."""
 
-        done = bool(saved and saved["done"])
+    def __init__(self, model, guide, args, kwargs, elbo, structure, vectorized, fingerprint, start):
+        self.model, self.guide, self.args, self.kwargs = model, guide, args, kwargs
+        self.elbo, self.structure, self.vectorized = elbo, structure, vectorized
+        self.fingerprint = fingerprint
+        self.info = dict(fingerprint)
+        schedule = Schedule(**fingerprint["schedule"])
+        self.lr = fingerprint["lr"]
+        self.optim = pyro.optim.Adam({"lr": self.lr, "betas": tuple(schedule.betas)})
+        self.plan = ScheduleState(schedule, fingerprint["steps"])
+        self.losses = []
+        self.done = False
+        self.seconds_before = 0.0
+        self.start = start
+
+    def restore(self, saved):
+        """Continue from a checkpoint: optimizer, schedule, losses, clock and random stream."""
+        self.optim.set_state(saved["optim"])
+        self.plan.load_state_dict(saved["schedule"])
+        self.losses = list(saved["losses"])
+        self.done = saved["done"]
+        self.seconds_before = saved["seconds"]
+        self.start = time.perf_counter()  # set-up time of a resumed segment is not counted twice
+        torch.set_rng_state(saved["rng"])
+
+    def seconds(self):
+        return self.seconds_before + time.perf_counter() - self.start
+
+    def snapshot(self):
+        return {
+            "fingerprint": self.fingerprint,
+            "params": pyro.get_param_store().get_state(),
+            "optim": self.optim.get_state(),
+            "schedule": self.plan.state_dict(),
+            "losses": list(self.losses),
+            "seconds": self.seconds(),
+            "rng": torch.get_rng_state(),
+            "done": self.done,
+        }
+
+    def result(self):
+        steps = self.fingerprint["steps"]
+        info = {**self.info, "steps_run": len(self.losses), "stopped_early": len(self.losses) < steps,
+                "decay_start": self.plan.decay_start}
+        return VIResult(model=self.model, guide=self.guide, args=self.args, kwargs=self.kwargs, losses=self.losses,
+                        seconds=self.seconds(), param_state=pyro.get_param_store().get_state(),
+                        structure=self.structure, vectorized=self.vectorized, info=info)
+
+    def step(self, step):
+        """One SVI step with its failures translated: NaN/inf -> NumericalError, a broken first step ->
+        ModelGuideError."""
+        rng = torch.get_rng_state()
+        try:
+            return _step(self.elbo, self.optim, self.model, self.guide, self.args, self.kwargs)
+        except _NonFinite as failure:
+            raise _numerical_error(failure, step, rng, self) from None
+        except (ValueError, RuntimeError) as exc:
+            if step > 0:
+                raise
+            raise ModelGuideError(f"the first SVI step failed: {type(exc).__name__}: {exc}") from exc
+
+    def train(self, progress, checkpoint, checkpoint_every):
+        steps = self.fingerprint["steps"]
+        bar = tqdm(total=steps, initial=len(self.losses), desc=f"fit_vi[{self.fingerprint['guide']}]",
+                   disable=not progress or self.done, leave=False, dynamic_ncols=True)
         factor = None  # the optimizers exist after the first step; the step size is set from then on
-        bar = tqdm(total=steps, initial=len(losses), desc=f"fit_vi[{guide_name}]", disable=not progress or done,
-                   leave=False, dynamic_ncols=True)
         smoothed = None
         try:
-            step = len(losses)
-            while not done:
-                rng = torch.get_rng_state()
-                try:
-                    loss = _step(elbo, optim, model, guide, args, model_kwargs)
-                except _NonFinite as failure:
-                    raise _numerical_error(failure, step, rng, model, guide, args, model_kwargs,
-                                           num_particles, vectorized, mpn, result) from None
-                except (ValueError, RuntimeError) as exc:
-                    if step > 0 or saved:
-                        raise
-                    raise ModelGuideError(f"the first SVI step failed: {type(exc).__name__}: {exc}") from exc
+            step = len(self.losses)
+            while not self.done:
+                loss = self.step(step)
                 if step == 0:
                     pyro.enable_validation(False)  # validated once; the rest runs without checks
-                losses.append(loss)
+                self.losses.append(loss)
                 smoothed = loss if smoothed is None else 0.95 * smoothed + 0.05 * loss
-                done = plan.update(step, losses)
+                self.done = self.plan.update(step, self.losses)
                 step += 1
-                new_factor = plan.factor(step)
-                if new_factor != factor:
-                    factor = new_factor
-                    _set_lr(optim, lr * factor)
-                if checkpoint and (done or step % checkpoint_every == 0):
-                    save_checkpoint(checkpoint, snapshot(done))
+                if self.plan.factor(step) != factor:
+                    factor = self.plan.factor(step)
+                    _set_lr(self.optim, self.lr * factor)
+                if checkpoint and (self.done or step % checkpoint_every == 0):
+                    save_checkpoint(checkpoint, self.snapshot())
                 bar.update(1)
                 if step % 25 == 0:
-                    bar.set_postfix(loss=f"{smoothed:.5g}", lr=f"{lr * factor:.2g}", refresh=False)
+                    bar.set_postfix(loss=f"{smoothed:.5g}", lr=f"{self.lr * factor:.2g}", refresh=False)
         except KeyboardInterrupt:
             if checkpoint:
-                save_checkpoint(checkpoint, snapshot(False))
+                save_checkpoint(checkpoint, self.snapshot())
             raise
         finally:
             bar.close()
-        if guide_name == "laplace":
-            guide = guide.laplace_approximation(*args, **model_kwargs)
-        return result()
 
 
-def _numerical_error(failure, step, rng, model, guide, args, kwargs, num_particles, vectorized, mpn, result):
+def _numerical_error(failure, step, rng, run):
     """A NumericalError for a failed step: replay the step's random draws to find the NaN/inf sites."""
     torch.set_rng_state(rng)
-    if vectorized:
+    model, guide, args, kwargs = run.model, run.guide, run.args, run.kwargs
+    num_particles, mpn = run.fingerprint["num_particles"], run.structure.max_plate_nesting
+    if run.vectorized:
         sites = traces.nonfinite_sites(
             traces.vectorize(model, num_particles, mpn), traces.vectorize(guide, num_particles, mpn), args, kwargs
         )
@@ -385,5 +400,5 @@ def _numerical_error(failure, step, rng, model, guide, args, kwargs, num_particl
         "the last good parameters are in this error's partial_result",
         step=step,
         sites=sites + list(failure.params),
-        partial_result=result(),
+        partial_result=run.result(),
     )
