@@ -21,6 +21,9 @@ from .errors import (  # noqa: E402
     UnknownNameError,
     VIToolkitError,
 )
+from .diagnostics import khat_verdict, psis_khat
+from .fit_to_draws import fit_to_draws
+from .forward_kl import MarkovianScoreClimbing, ReweightedWakeSleep
 from .guides import AUTOGUIDES
 from .mcmc import MCMCResult, run_mcmc
 from .objectives import OBJECTIVES, Objective, register_objective
@@ -39,17 +42,22 @@ __all__ = [
     "ConfigError",
     "DataError",
     "MCMCResult",
+    "MarkovianScoreClimbing",
     "ModelGuideError",
     "ModelPair",
     "NumericalError",
     "Objective",
+    "ReweightedWakeSleep",
     "RunFolderError",
     "Schedule",
     "UnknownNameError",
     "VIResult",
     "VIToolkitError",
+    "fit_to_draws",
     "fit_vi",
+    "khat_verdict",
     "load_result",
+    "psis_khat",
     "register_objective",
     "run_mcmc",
 ]

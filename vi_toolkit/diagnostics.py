@@ -5,22 +5,33 @@ import math
 import torch
 from pyro.ops.stats import fit_generalized_pareto
 
+from .errors import DataError
+
 GOOD, USABLE = 0.5, 0.7
+MIN_DRAWS = 50  # the smallest S whose tail, min(0.2 S, 3 sqrt(S)), holds the 10 weights a fit needs
 
 
 def psis_khat(log_weights):
     """Shape k of a generalized Pareto fit to the largest importance weights w = p(x,z)/q(z), z ~ q.
 
-    The tail is the largest min(0.2 S, 3 sqrt(S)) of S weights, as in Pyro's ``psis_diagnostic``.
+    The tail is the largest min(0.2 S, 3 sqrt(S)) of S weights, as in Pyro's ``psis_diagnostic``. Two limits
+    need no fit: when fewer than 10 weights lie within 1e-15 of the largest (a few draws carry all the
+    weight) k = inf; when the largest weights tie (bounded weights, e.g. q equal to p) k = -inf.
     """
     log_weights = torch.as_tensor(log_weights, dtype=torch.float64)
+    if log_weights.dim() != 1 or len(log_weights) < MIN_DRAWS or torch.isnan(log_weights).any():
+        raise DataError(
+            f"psis_khat needs a 1-D array of at least {MIN_DRAWS} log-weights without NaN (1000 or more for a "
+            f"reliable estimate), got shape {tuple(log_weights.shape)}"
+        )
     log_weights = torch.sort(log_weights - log_weights.max())[0]
     n = len(log_weights)
     cutoff_index = -int(math.ceil(min(0.2 * n, 3.0 * math.sqrt(n)))) - 1
-    cutoff = max(math.log(1.0e-15), float(log_weights[cutoff_index]))
+    smallest = math.log(1.0e-15)
+    cutoff = max(smallest, float(log_weights[cutoff_index]))
     tail = log_weights[log_weights > cutoff]
     if len(tail) < 10:
-        return float("inf")
+        return math.inf if cutoff == smallest else -math.inf
     k, _ = fit_generalized_pareto(tail.exp() - math.exp(cutoff))
     return float(k)
 

@@ -5,27 +5,32 @@ Adding an objective is one :func:`register_objective` call.
 """
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from pyro.infer import (
     ELBO,
     JitTrace_ELBO,
     JitTraceEnum_ELBO,
     JitTraceMeanField_ELBO,
+    RenyiELBO,
     Trace_ELBO,
     TraceEnum_ELBO,
     TraceMeanField_ELBO,
 )
 
-from .errors import UnknownNameError
+from .errors import ConfigError, UnknownNameError
+from .forward_kl import forward_kl
+from .stl import JitTraceSTL_ELBO, TraceSTL_ELBO
 
 
 @dataclass(frozen=True)
 class ObjectiveKind:
-    """A registered objective: the Pyro ELBO class that estimates it, and its JIT twin (or None)."""
+    """A registered objective: the Pyro ELBO class (or factory) that estimates it, and its JIT twin (or None)."""
 
-    plain: type
-    jit: type = None
+    plain: Callable
+    jit: Callable = None
     summary: str = ""
+    early_stop: bool = True  # False: the loss is too noisy for the schedule's early stop; run the full steps
 
 
 @dataclass(frozen=True)
@@ -43,12 +48,20 @@ class Objective:
 OBJECTIVES = {}
 
 
-def register_objective(name, plain, jit=None, summary=""):
-    OBJECTIVES[name] = ObjectiveKind(plain, jit, summary)
+def register_objective(name, plain, jit=None, summary="", early_stop=True):
+    """Make ``name`` usable as ``fit_vi(..., objective=name)``: ``plain`` (and ``jit``, or None) build the
+    Pyro ELBO from ``num_particles``, ``vectorize_particles``, ``max_plate_nesting`` and the options."""
+    OBJECTIVES[name] = ObjectiveKind(plain, jit, summary, early_stop)
 
 
 register_objective(
-    "elbo", Trace_ELBO, JitTrace_ELBO, "reverse KL: log p(x) >= E_q[log p(x,z) - log q(z)]"
+    "elbo",
+    TraceSTL_ELBO,
+    JitTraceSTL_ELBO,
+    "reverse KL: log p(x) >= E_q[log p(x,z) - log q(z)] (Trace_ELBO, sticking-the-landing gradient)",
+)
+register_objective(
+    "elbo-plain", Trace_ELBO, JitTrace_ELBO, "Pyro's Trace_ELBO as is (reparameterized gradient with score term)"
 )
 register_objective(
     "elbo-analytic",
@@ -61,6 +74,22 @@ register_objective(
     TraceEnum_ELBO,
     JitTraceEnum_ELBO,
     "the ELBO with discrete latent sites summed out by enumeration",
+)
+register_objective(
+    "renyi",
+    RenyiELBO,
+    None,
+    "Renyi alpha bound 1/(1-alpha) log E_q[(p(x,z)/q(z))^(1-alpha)] over num_particles draws; "
+    "option alpha (default 0: the IWAE bound)",
+)
+register_objective(
+    "forward-kl",
+    forward_kl,
+    None,
+    "inclusive KL(p||q), mass-covering; option method='score-climbing' (Markovian score climbing, default) "
+    "or 'wake-sleep' (reweighted wake-sleep, biased for few particles); needs num_particles >= 2 (100-1000); "
+    "its loss is noisy: fit with schedule=vt.Schedule(early_stop=False)",
+    early_stop=False,
 )
 
 
@@ -94,7 +123,15 @@ def make_elbo(objective, *, num_particles, vectorize, max_plate_nesting, jit):
     )
     if jit:
         kwargs["ignore_jit_warnings"] = True
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError, AssertionError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(
+            f"objective {objective.name!r} does not accept options {dict(objective.options)}: {exc}; "
+            f"its summary: {kind.summary}"
+        ) from None
 
 
 __all__ = ["ELBO", "OBJECTIVES", "Objective", "as_objective", "make_elbo", "register_objective"]

@@ -17,6 +17,7 @@ import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.infer import ELBO
+from pyro.infer.autoguide import AutoGuide
 from tqdm.auto import tqdm
 
 from . import traces
@@ -106,15 +107,19 @@ class VIResult:
 def _isolate(model, guide):
     """Deep copies of ``model`` and ``guide`` when they hold torch modules, so that two fits never share
     parameter tensors (copied together, so a model and guide that share a module still share its copy)."""
+
     def holds_module(fn):
         return isinstance(fn, torch.nn.Module) or isinstance(getattr(fn, "__self__", None), torch.nn.Module)
 
     if not (holds_module(model) or holds_module(guide)):
         return model, guide
     try:
-        return copy.deepcopy((model, guide))
+        model_copy, guide_copy = copy.deepcopy((model, guide))
     except Exception:  # an object that cannot be copied is used as is
         return model, guide
+    if isinstance(guide_copy, AutoGuide):
+        guide_copy._model = (model_copy,)  # autoguides drop their model when copied (it is not pickled)
+    return model_copy, guide_copy
 
 
 def _check_settings(steps, lr, num_particles, checkpoint_every):
@@ -238,7 +243,8 @@ def fit_vi(
     custom_elbo = isinstance(objective, ELBO)
     if not custom_elbo:
         objective = as_objective(objective)
-    schedule = Schedule() if schedule is None else schedule
+    if schedule is None:
+        schedule = Schedule(early_stop=custom_elbo or OBJECTIVES[objective.name].early_stop)
     model, guide = _isolate(model, guide)
     guide, guide_name = make_guide(guide, model)
     fingerprint = {

@@ -1,0 +1,204 @@
+"""`kl-direction`: reverse KL(q||p) against forward KL(p||q) for a mean-field Gaussian q on two exact targets.
+
+On a correlated Gaussian the reverse-KL optimum shrinks each variance to 1/Lambda_ii, the forward-KL optimum
+keeps Sigma_ii; on a bimodal mixture the reverse KL locks onto one mode, the forward KL covers both. Each
+method's fitted q is drawn over the target's contours, and a table gives the variances and both KLs (exact
+for the Gaussian target, Monte Carlo with standard errors for the mixture).
+"""
+
+import math
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pyro
+import pyro.distributions as dist
+import torch
+from matplotlib.patches import Ellipse
+
+import models
+import vi_toolkit as vt
+from models.targets import CorrelatedGaussian
+from vi_toolkit import plots
+from vi_toolkit.experiment import Experiment
+
+
+@dataclass(frozen=True)
+class Config:
+    correlation: float = 0.9
+    separation: float = 4.0
+    mixture_scale: float = 0.7
+    steps: int = 2000
+    lr: float = 0.02
+    reverse_particles: int = 16
+    forward_particles: int = 1000  # wake-sleep's self-normalization bias is under 1% at 1000 (see tests)
+    renyi_alpha: float = 0.5
+    reference_draws: int = 100_000  # exact target draws given to fit_to_draws
+    kl_samples: int = 100_000  # Monte Carlo draws for each KL on the mixture target
+
+
+DEMO = {"steps": 250, "lr": 0.06, "forward_particles": 300, "reference_draws": 20_000, "kl_samples": 20_000}
+
+
+def _methods(config):
+    """label -> (objective, num_particles) of each SGD fit."""
+    k = config.forward_particles
+    return {
+        "reverse KL (ELBO)": ("elbo", config.reverse_particles),
+        f"Renyi alpha={config.renyi_alpha:g}": (vt.Objective("renyi", alpha=config.renyi_alpha), k),
+        "forward KL: wake-sleep": (vt.Objective("forward-kl", method="wake-sleep"), k),
+        "forward KL: score climbing": (vt.Objective("forward-kl", method="score-climbing"), k),
+    }
+
+
+def kl_q_p_gaussian(m0, v0, m1, cov1):
+    """KL(N(m0, diag v0) || N(m1, S1)) = 1/2 [tr(S1^-1 S0) + (m1-m0)^T S1^-1 (m1-m0) - d + log |S1| / |S0|]."""
+    precision = torch.linalg.inv(cov1)
+    diff = m1 - m0
+    trace = (torch.diagonal(precision) * v0).sum()
+    return float(0.5 * (trace + diff @ precision @ diff - len(m0) + torch.logdet(cov1) - torch.log(v0).sum()))
+
+
+def kl_p_q_gaussian(m0, v0, m1, cov1):
+    """KL(N(m1, S1) || N(m0, diag v0)) = 1/2 [sum_i (S1_ii + (m1-m0)_i^2) / v0_i - d + sum log v0 - log |S1|]."""
+    return float(0.5 * (((torch.diagonal(cov1) + (m1 - m0) ** 2) / v0).sum() - len(m0) + torch.log(v0).sum()
+                        - torch.logdet(cov1)))
+
+
+def _kls(pair, loc, var, config, seed):
+    """(KL(q||p), se, KL(p||q), se) for q = N(loc, diag var): exact for a Gaussian target, else Monte Carlo."""
+    if isinstance(pair, CorrelatedGaussian):
+        exact = (pair.loc, pair.covariance)
+        return kl_q_p_gaussian(loc, var, *exact), 0.0, kl_p_q_gaussian(loc, var, *exact), 0.0
+    p, q = pair.distribution(), dist.Normal(loc, var.sqrt()).to_event(1)
+    pyro.set_rng_seed(seed)
+    out = []
+    for sample_from, (first, second) in ((q, (q, p)), (p, (p, q))):
+        z = sample_from.sample((config.kl_samples,))
+        terms = first.log_prob(z) - second.log_prob(z)
+        out += [float(terms.mean()), float(terms.std() / math.sqrt(config.kl_samples))]
+    return tuple(out)
+
+
+def _row(target, method, pair, loc, var, config, seed, seconds=float("nan")):
+    kl_qp, kl_qp_se, kl_pq, kl_pq_se = _kls(pair, loc, var, config, seed)
+    exact = isinstance(pair, CorrelatedGaussian)
+    return {
+        "target": target,
+        "method": method,
+        "mean_z0": float(loc[0]),
+        "mean_z1": float(loc[1]),
+        "var_z0": float(var[0]),
+        "var_z1": float(var[1]),
+        "kl_q_p": kl_qp,
+        "kl_q_p_se": kl_qp_se,
+        "kl_p_q": kl_pq,
+        "kl_p_q_se": kl_pq_se,
+        "kl_by": "exact" if exact else f"Monte Carlo ({config.kl_samples} draws)",
+        "seconds": seconds,
+    }
+
+
+def _fitted(result):
+    """(loc, variance) of a fitted mean-field AutoNormal guide on site z."""
+    params = result.params
+    return params["AutoNormal.locs.z"], params["AutoNormal.scales.z"] ** 2
+
+
+def _panel(ax, pair, title, fits, optima):
+    """Target density contours with a 2-sd ellipse for each fitted q (solid) and each exact optimum (dashed)."""
+    sd, centre = pair.distribution().variance.sqrt(), pair.distribution().mean
+    x, y = np.meshgrid(*(np.linspace(float(c - 3.2 * s), float(c + 3.2 * s), 160) for c, s in zip(centre, sd)))
+    grid = torch.tensor(np.stack([x, y], -1), dtype=torch.get_default_dtype())
+    density = pair.distribution().log_prob(grid).exp().numpy()
+    ax.contour(x, y, density, levels=6, colors="0.55", linewidths=0.8)
+    for k, (label, (loc, var)) in enumerate(fits.items()):
+        _ellipse(ax, loc, var, f"C{k}", "-", label)
+    for label, (loc, var) in optima.items():
+        _ellipse(ax, loc, var, "k", "--", label)
+    ax.set_title(title, fontsize=10)
+    ax.set_aspect("equal")
+    ax.set_xlim(x.min(), x.max())
+    ax.set_ylim(y.min(), y.max())
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
+
+
+def _ellipse(ax, loc, var, colour, style, label):
+    sd = var.sqrt()
+    ax.add_patch(Ellipse((float(loc[0]), float(loc[1])), 4 * float(sd[0]), 4 * float(sd[1]), fill=False,
+                         edgecolor=colour, linestyle=style, linewidth=1.6, label=label))
+
+
+def run(config, folder, seed):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2-D targets: a second intra-op thread only adds contention (~4x slower when busy)
+    try:
+        return _run(config, folder, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(config, folder, seed):
+    targets = {
+        f"correlated Gaussian (r={config.correlation:g})": models.get(
+            "correlated-gaussian", correlation=config.correlation
+        ),
+        f"bimodal mixture (separation {config.separation:g})": models.get(
+            "bimodal", separation=config.separation, scale=config.mixture_scale
+        ),
+    }
+    rows = []
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.6))
+    for ax, (target, pair) in zip(axes, targets.items()):
+        fits, results = {}, {}
+        for label, (objective, particles) in _methods(config).items():
+            result = vt.fit_vi(pair.model, "normal", objective=objective, num_particles=particles, steps=config.steps,
+                               lr=config.lr, seed=seed, progress=False, schedule=vt.Schedule(early_stop=False))
+            results[label], fits[label] = result, _fitted(result)
+            rows.append(_row(target, label, pair, *fits[label], config, seed, result.seconds))
+        pyro.set_rng_seed(seed)
+        draws = {"z": pair.distribution().sample((config.reference_draws,))}
+        matched = vt.fit_to_draws("normal", draws, model=pair.model, seed=seed)
+        fits[f"fit_to_draws ({config.reference_draws} exact draws)"] = _fitted(matched)
+        rows.append(_row(target, "fit_to_draws", pair, *_fitted(matched), config, seed, matched.seconds))
+        if isinstance(pair, CorrelatedGaussian):
+            optima = {"exact reverse-KL optimum": (pair.loc, pair.reverse_kl_variances()),
+                      "exact forward-KL optimum": (pair.loc, pair.forward_kl_variances())}
+        else:
+            optima = {"exact forward-KL optimum": (pair.mean(), pair.variance())}
+        for label, (loc, var) in optima.items():
+            rows.append(_row(target, label, pair, loc, var, config, seed))
+        _panel(ax, pair, target, fits, optima)
+        name = "gaussian" if isinstance(pair, CorrelatedGaussian) else "bimodal"
+        folder.save_figure(f"{name}-losses", plots.loss_traces({m: r.losses for m, r in results.items()}))
+    fig.suptitle("mean-field Gaussian q (2-sd ellipses) over the target's density contours")
+    fig.tight_layout()
+    folder.save_figure("kl-direction", fig)
+    table = pd.DataFrame(rows)
+    folder.save_table("kl-direction", table)
+    return _summary(table)
+
+
+def _summary(table):
+    parts = []
+    for target, group in table.groupby("target", sort=False):
+        by = group.set_index("method")
+        parts.append(
+            f"{target}: variances of z0 reverse KL {by.var_z0['reverse KL (ELBO)']:.3f}, wake-sleep "
+            f"{by.var_z0['forward KL: wake-sleep']:.3f}, score climbing {by.var_z0['forward KL: score climbing']:.3f}, "
+            f"fit_to_draws {by.var_z0['fit_to_draws']:.3f} (exact forward-KL optimum "
+            f"{by.var_z0['exact forward-KL optimum']:.3f}); KL(p||q) reverse-KL fit "
+            f"{by.kl_p_q['reverse KL (ELBO)']:.2f} vs score climbing {by.kl_p_q['forward KL: score climbing']:.2f}"
+        )
+    return "; ".join(parts) + "."
+
+
+EXPERIMENT = Experiment(
+    name="kl-direction",
+    description="Reverse vs forward KL for a mean-field Gaussian on a correlated Gaussian and a bimodal "
+    "mixture: fitted q over the target, variances and both KLs against the exact optima.",
+    config=Config,
+    demo=DEMO,
+    run=run,
+)
