@@ -16,15 +16,6 @@ from vi_toolkit.objectives import make_elbo
 FORWARD = dict(steps=1000, lr=0.03, progress=False, seed=0, schedule=vt.Schedule(early_stop=False))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These fits move 2-D tensors: a second intra-op thread only adds contention (5x slower on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def gaussian():
     return models.get("correlated-gaussian", correlation=0.9)

@@ -21,6 +21,8 @@ from .errors import (  # noqa: E402
     UnknownNameError,
     VIToolkitError,
 )
+from .bounds import AIS, Bounds, Estimate, bounds
+from .compare import compare
 from .diagnostics import khat_verdict, psis_khat
 from .fit_to_draws import fit_to_draws
 from .forward_kl import MarkovianScoreClimbing, ReweightedWakeSleep
@@ -35,12 +37,15 @@ from .vi import VIResult, fit_vi
 __version__ = "0.1.0"
 
 __all__ = [
+    "AIS",
     "AUTOGUIDES",
+    "Bounds",
     "CONSTANT",
     "OBJECTIVES",
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "Estimate",
     "MCMCResult",
     "MarkovianScoreClimbing",
     "ModelGuideError",
@@ -53,6 +58,8 @@ __all__ = [
     "UnknownNameError",
     "VIResult",
     "VIToolkitError",
+    "bounds",
+    "compare",
     "fit_to_draws",
     "fit_vi",
     "khat_verdict",

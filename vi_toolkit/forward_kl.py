@@ -20,7 +20,7 @@ import torch
 from pyro.infer import ELBO
 
 from .errors import ConfigError
-from .traces import _is_sample, _particle_sum, vectorize
+from .traces import is_sample, particle_sum, vectorize
 
 
 def _values(trace):
@@ -28,7 +28,7 @@ def _values(trace):
     return {
         name: (site, site["value"].detach())
         for name, site in trace.nodes.items()
-        if _is_sample(site) and not site["is_observed"]
+        if is_sample(site) and not site["is_observed"]
     }
 
 
@@ -116,7 +116,7 @@ class _ForwardKL(ELBO):
         sums = []
         for trace in (guide_trace, model_trace):
             trace.compute_log_prob()
-            sums.append(sum(_particle_sum(s["log_prob"], n, mpn) for s in trace.nodes.values() if _is_sample(s)))
+            sums.append(sum(particle_sum(s["log_prob"], n, mpn) for s in trace.nodes.values() if is_sample(s)))
         log_q, log_p = sums
 
         def particle(k):

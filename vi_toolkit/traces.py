@@ -8,7 +8,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.poutine.subsample_messenger import _Subsample as Subsample
 
-from .errors import DataError, ModelGuideError
+from .errors import DataError, ModelGuideError, VIToolkitError
 
 PARTICLE_PLATE = "_vt_particles"
 
@@ -33,13 +33,13 @@ def _plate_nesting(trace):
     return max(dims, default=0)
 
 
-def _is_sample(site):
+def is_sample(site):
     """A real sample site: not a plate's subsample site."""
     return site["type"] == "sample" and not isinstance(site["fn"], Subsample)
 
 
-def _is_latent(site):
-    return _is_sample(site) and not site["is_observed"] and not site["infer"].get("is_auxiliary")
+def is_latent(site):
+    return is_sample(site) and not site["is_observed"] and not site["infer"].get("is_auxiliary")
 
 
 def trace_pair(model, guide, args, kwargs):
@@ -55,13 +55,15 @@ def inspect_pair(model, guide, args, kwargs, *, enumerated_ok=False):
     may be absent from the guide (they are summed out). Raises :class:`ModelGuideError` or :class:`DataError`."""
     try:
         model_trace, guide_trace = trace_pair(model, guide, args, kwargs)
+    except VIToolkitError:
+        raise  # the pair's own typed error (bad data, say) says more than a wrapper would
     except (ValueError, RuntimeError, TypeError, IndexError, KeyError, NotImplementedError) as exc:
         raise ModelGuideError(
             f"running the model and guide once failed: {type(exc).__name__}: {exc}. "
             "Check that they take the same arguments and that the data has the shape the model expects"
         ) from exc
     for name, site in model_trace.nodes.items():
-        if _is_sample(site) and site["is_observed"]:
+        if is_sample(site) and site["is_observed"]:
             value = torch.as_tensor(site["value"])
             if value.is_floating_point() and not torch.isfinite(value).all():
                 bad = int((~torch.isfinite(value)).sum())
@@ -72,12 +74,12 @@ def inspect_pair(model, guide, args, kwargs, *, enumerated_ok=False):
     latent = {
         n
         for n, s in model_trace.nodes.items()
-        if _is_latent(s) and not (enumerated_ok and s["infer"].get("enumerate") and n not in guide_trace)
+        if is_latent(s) and not (enumerated_ok and s["infer"].get("enumerate") and n not in guide_trace)
     }
     guide_sites = {
         n
         for n, s in guide_trace.nodes.items()
-        if _is_sample(s) and not s["infer"].get("is_auxiliary")
+        if is_sample(s) and not s["infer"].get("is_auxiliary")
     }
     missing = sorted(latent - guide_sites)
     if missing:
@@ -85,7 +87,7 @@ def inspect_pair(model, guide, args, kwargs, *, enumerated_ok=False):
             f"the guide has no sample site for the model's latent site(s) {missing}; "
             "add them to the guide (or use an autoguide such as guide='normal')"
         )
-    model_sites = {n for n, s in model_trace.nodes.items() if _is_sample(s)}
+    model_sites = {n for n, s in model_trace.nodes.items() if is_sample(s)}
     extra = sorted(guide_sites - model_sites)
     if extra:
         raise ModelGuideError(
@@ -109,7 +111,7 @@ def vectorize(fn, num_particles, max_plate_nesting):
     return wrapped
 
 
-def _particle_sum(log_prob, num_particles, max_plate_nesting):
+def particle_sum(log_prob, num_particles, max_plate_nesting):
     """Sum a site's log-probability over everything but the particle dimension -> shape (num_particles,)."""
     dim = max_plate_nesting + 1
     if log_prob.dim() < dim or log_prob.shape[-dim] == 1:
@@ -126,8 +128,8 @@ def _vectorized_log_weights(model, guide, args, kwargs, n, mpn):
     for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
         trace.compute_log_prob()
         for site in trace.nodes.values():
-            if _is_sample(site):
-                log_w = log_w + sign * _particle_sum(site["log_prob"], n, mpn)
+            if is_sample(site):
+                log_w = log_w + sign * particle_sum(site["log_prob"], n, mpn)
     return log_w, model_trace, guide_trace
 
 
@@ -147,7 +149,7 @@ def broadcasts(model, guide, args, kwargs, num_particles, max_plate_nesting):
         return False
     dim = max_plate_nesting + 1
     for site in model_trace.nodes.values():
-        if _is_sample(site):
+        if is_sample(site):
             lp = site["log_prob"]
             if lp.dim() < dim or lp.shape[-dim] != num_particles:
                 return False
@@ -201,7 +203,7 @@ def nonfinite_sites(model, guide, args, kwargs):
         return [f"(tracing failed: {exc})"]
     for label, trace in (("model", model_trace), ("guide", guide_trace)):
         for name, site in trace.nodes.items():
-            if not _is_sample(site):
+            if not is_sample(site):
                 continue
             value = site["value"]
             try:

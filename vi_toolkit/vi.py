@@ -267,12 +267,15 @@ def fit_vi(
         enumerated = not custom_elbo and objective.name == "elbo-enum"
         structure = traces.inspect_pair(model, guide, args, model_kwargs, enumerated_ok=enumerated)
         mpn = structure.max_plate_nesting
-        vectorized = num_particles > 1 and traces.broadcasts(model, guide, args, model_kwargs, num_particles, mpn)
+        # Does every site broadcast over a particle dimension? Then the ELBO's particles (if more than one) and
+        # the result's draws and log-weights are vectorized; otherwise they loop.
+        broadcasts = traces.broadcasts(model, guide, args, model_kwargs, max(num_particles, 2), mpn)
+        vectorized = num_particles > 1 and broadcasts
         if custom_elbo:
             elbo, used_jit = objective, False
         else:
             elbo, used_jit = _build_elbo(objective, num_particles, vectorized, mpn, jit, model, guide, args, model_kwargs)
-        run = _Run(model, guide, args, model_kwargs, elbo, structure, vectorized, fingerprint, start)
+        run = _Run(model, guide, args, model_kwargs, elbo, structure, broadcasts, fingerprint, start)
         run.info.update(jit=used_jit, vectorized_particles=vectorized)
         if saved:
             run.restore(saved)
@@ -384,7 +387,7 @@ def _numerical_error(failure, step, rng, run):
     torch.set_rng_state(rng)
     model, guide, args, kwargs = run.model, run.guide, run.args, run.kwargs
     num_particles, mpn = run.fingerprint["num_particles"], run.structure.max_plate_nesting
-    if run.vectorized:
+    if run.info["vectorized_particles"]:  # replay the step as the ELBO ran it
         sites = traces.nonfinite_sites(
             traces.vectorize(model, num_particles, mpn), traces.vectorize(guide, num_particles, mpn), args, kwargs
         )

@@ -1,0 +1,91 @@
+"""The Pyro translations of the posteriordb posteriors against posteriordb's reference draws.
+
+Reference draws are draws from the posterior, so in the model's unconstrained coordinates u (density pi(u),
+vanishing at infinity) they satisfy Stein's identities E[d/du_j log pi(u)] = 0 and
+E[(u_j - E u_j) d/du_j log pi(u)] = -1 for every coordinate j: a check of the translated density (priors,
+likelihood, constraints) against the gold standard without running a sampler. NUTS against the reference
+(acceptance 4) runs in benchmarks/compare.py.
+"""
+
+import numpy as np
+import pyro.poutine as poutine
+import pytest
+import torch
+
+import models
+from experiments.vi_vs_mcmc import load_target, posteriordb_args, posteriordb_pair
+from vi_toolkit import posteriordb
+from vi_toolkit.agreement import flatten
+from vi_toolkit.bounds import UnconstrainedModel
+from vi_toolkit.errors import DataError
+
+ROOT = posteriordb.default_root()
+pytestmark = pytest.mark.skipif(ROOT is None, reason="posteriordb data (../shared/data/posteriordb) not found")
+
+NAMES = ["eight_schools-eight_schools_noncentered", "sblri-blr", "low_dim_gauss_mix-low_dim_gauss_mix"]
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def translation(request):
+    name = request.param
+    try:
+        pair = posteriordb_pair(name)
+    except LookupError:
+        pytest.skip(f"no registered pair translates {name} yet")
+    post = posteriordb.load(ROOT / name)
+    thinned = {label: draws[::2] for label, draws in post.reference_draws().items()}  # 5,000 draws: test budget
+    return name, pair, posteriordb_args(pair, post.data), thinned
+
+
+def test_labels_of_model_draws_match_the_reference(translation):
+    name, pair, args, reference = translation
+    trace = poutine.trace(pair.model).get_trace(*args)
+    draws = {n: s["value"].detach().numpy()[None] for n, s in trace.nodes.items()
+             if s["type"] == "sample" and (not s["is_observed"] or s["infer"].get("_deterministic"))}
+    labels = set(flatten(draws))
+    assert set(reference) <= labels, sorted(set(reference) - labels)
+
+
+def test_reference_draws_satisfy_steins_identities(translation):
+    name, pair, args, reference = translation
+    target = UnconstrainedModel(pair.model, args, {}, max_plate_nesting=1)
+    by_site = {}
+    for label in reference:
+        by_site.setdefault(label.split("[")[0], []).append(label)
+    sites = {s: np.stack([reference[label] for label in labels], -1) if labels[0] != s else reference[s]
+             for s, labels in by_site.items()}
+    if "theta_trans" in target.sites:  # eight schools: the reference holds theta = mu + tau theta_trans
+        sites["theta_trans"] = (sites.pop("theta") - sites["mu"][:, None]) / sites["tau"][:, None]
+    u = target.unconstrained(sites).requires_grad_(True)
+    scores = []
+    for chunk in torch.split(u, 2000):
+        chunk = chunk.detach().requires_grad_(True)
+        prior, likelihood = target.densities(chunk)
+        scores.append(torch.autograd.grad((prior + likelihood).sum(), chunk)[0])
+    score = torch.cat(scores).double()
+    centred = (u.detach().double() - u.detach().double().mean(0)) * score
+    n = len(u)
+    # 5,000 (near-independent) reference draws; each coordinate within 5 standard errors
+    first = score.mean(0) / (score.std(0) / n**0.5)
+    second = (centred.mean(0) + 1) / (centred.std(0) / n**0.5)
+    assert first.abs().max() < 5, first
+    assert second.abs().max() < 5, second
+
+
+def test_bad_data_raise_data_errors():
+    with pytest.raises(DataError, match="equal length"):
+        models.get("eight-schools").check_data([1.0, 2.0], [1.0])
+    with pytest.raises(DataError, match="positive"):
+        models.get("eight-schools").check_data([1.0, 2.0], [1.0, -1.0])
+    with pytest.raises(DataError, match=r"X must be \(N, D\)"):
+        models.get("sblri").check_data(np.zeros((3, 2)), np.zeros(4))
+    with pytest.raises(DataError, match="no entries"):
+        posteriordb_args(models.get("sblri"), {"y": [1.0]})
+
+
+def test_eight_schools_theta_is_derived_for_nuts_draws():
+    label, pair, args, reference, derive = load_target("eight-schools")
+    draws = {"mu": np.array([1.0, 2.0]), "tau": np.array([2.0, 0.5]), "theta_trans": np.ones((2, 8))}
+    theta = derive(draws)["theta"]
+    assert theta.shape == (2, 8) and np.allclose(theta[:, 0], [3.0, 2.5])
+    assert derive({**draws, "theta": theta})["theta"] is theta and label == pair.posteriordb  # VI draws keep theirs

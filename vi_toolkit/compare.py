@@ -1,0 +1,119 @@
+"""``compare``: VI fits, MCMC runs and sets of draws side by side against a reference posterior, one row each."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import wasserstein_distance
+
+from .agreement import flatten, moment_agreement
+from .diagnostics import khat_verdict, psis_khat
+from .errors import DataError
+
+
+def _is_moments(value):
+    return isinstance(value, tuple) and len(value) == 2 and all(np.ndim(v) == 0 for v in value)
+
+
+def reference_draws_and_moments(reference, draws=4000, seed=0):
+    """``reference`` as (label -> 1-D draws or None, label -> (mean, sd)).
+
+    Accepted: label -> 1-D draws; label -> (mean, sd) (no draws, so no sample distance); site -> torch
+    Distribution (``pair.posterior(...)``: ``draws`` draws with ``seed``); an MCMC or saved result."""
+    if hasattr(reference, "draws") and hasattr(reference, "kind"):
+        reference = flatten(reference.draws())
+    if not isinstance(reference, dict) or not reference:
+        raise DataError(
+            "reference must be a non-empty dict (label -> draws, label -> (mean, sd), or site -> torch "
+            f"Distribution) or an MCMC result; got {type(reference).__name__}"
+        )
+    values = list(reference.values())
+    if all(_is_moments(v) for v in values):
+        return None, {label: (float(m), float(s)) for label, (m, s) in reference.items()}
+    if any(_is_moments(v) for v in values):
+        raise DataError("reference mixes (mean, sd) pairs with draws; give all parameters one way")
+    if all(isinstance(v, torch.distributions.Distribution) for v in values):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            reference = flatten({site: d.sample((draws,)).numpy() for site, d in reference.items()})
+    reference = flatten({label: np.asarray(v, dtype=float) for label, v in reference.items()})
+    moments = {label: (float(v.mean()), float(v.std(ddof=1))) for label, v in reference.items()}
+    return reference, moments
+
+
+def method_draws(result, draws=4000, seed=0, derive=None):
+    """label -> 1-D draws of a VI/MCMC/saved result or a dict of draws; ``derive`` (site draws -> site draws)
+    adds derived quantities first."""
+    if isinstance(result, dict):
+        site_draws = {name: np.asarray(v) for name, v in result.items()}
+    elif getattr(result, "kind", None) == "vi" and hasattr(result, "log_weights"):
+        site_draws = result.draws(draws, seed)
+    elif hasattr(result, "draws"):
+        site_draws = result.draws()
+    else:
+        raise DataError(
+            f"cannot compare a {type(result).__name__}: pass a VIResult, MCMCResult, SavedResult or a dict of draws"
+        )
+    if derive is not None:
+        site_draws = derive(dict(site_draws))
+    return flatten(site_draws)
+
+
+def _vi_diagnostics(result, draws, seed):
+    """(ELBO, k-hat) of a VI result from one set of importance log-weights; the saved ELBO for a saved fit."""
+    if hasattr(result, "log_weights"):
+        log_w = result.log_weights(draws, seed)
+        return float(log_w.mean()), psis_khat(log_w)
+    metrics = getattr(result, "metrics", {})
+    return float(metrics.get("elbo", math.nan)), math.nan
+
+
+def compare(results, reference, *, draws=4000, seed=0, derive=None, reference_draws=4000):
+    """One row per method: seconds, standardized mean error |mean - ref_mean| / ref_sd (max and mean over
+    parameters), sd ratio sd / ref_sd (min and max), 1-Wasserstein distance per marginal in reference sds
+    (W1(draws, ref draws) / ref_sd; max and mean), and for VI the ELBO and the PSIS k-hat (Yao et al. 2018)
+    with its verdict (< 0.5 good, 0.5-0.7 usable, > 0.7 do not trust).
+
+    ``results``: label -> VIResult, MCMCResult, SavedResult or dict of draws (site or label -> array).
+    ``reference``: see :func:`reference_draws_and_moments`. The parameters compared are the reference's labels
+    (0-based, as :func:`vi_toolkit.agreement.flatten` names them). ``derive``: site draws -> site draws with
+    derived quantities (e.g. a transformed parameter), applied to every method's draws. VI results give
+    ``draws`` draws and ``draws`` importance weights, with ``seed``.
+    """
+    if not isinstance(results, dict) or not results:
+        raise DataError("results must be a non-empty dict: label -> VI/MCMC result or dict of draws")
+    ref_draws, ref_moments = reference_draws_and_moments(reference, reference_draws, seed)
+    rows = []
+    for label, result in results.items():
+        flat = method_draws(result, draws, seed, derive)
+        missing = sorted(set(ref_moments) - set(flat))
+        if missing:
+            raise DataError(
+                f"{label!r} has no draws of reference parameter(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}; "
+                f"it has {sorted(flat)[:8]}. Rename its sites, or add derived quantities with derive="
+            )
+        agreement = moment_agreement(flat, ref_moments)
+        row = {
+            "method": label,
+            "kind": getattr(result, "kind", "draws"),
+            "seconds": float(getattr(result, "seconds", math.nan)),
+            "std_mean_error_max": agreement.std_mean_error.max(),
+            "std_mean_error_mean": agreement.std_mean_error.mean(),
+            "sd_ratio_min": agreement.sd_ratio.min(),
+            "sd_ratio_max": agreement.sd_ratio.max(),
+            "w1_max": math.nan,
+            "w1_mean": math.nan,
+            "elbo": math.nan,
+            "khat": math.nan,
+            "verdict": "",
+        }
+        if ref_draws is not None:
+            w1 = [wasserstein_distance(flat[p], ref_draws[p]) / ref_moments[p][1] for p in ref_moments]
+            row["w1_max"], row["w1_mean"] = float(np.max(w1)), float(np.mean(w1))
+        if row["kind"] == "vi":
+            row["elbo"], row["khat"] = _vi_diagnostics(result, draws, seed)
+            if not math.isnan(row["khat"]):
+                row["verdict"] = khat_verdict(row["khat"])
+        rows.append(row)
+    return pd.DataFrame(rows)
