@@ -19,13 +19,6 @@ from vi_toolkit.agreement import flatten, moment_agreement
 from vi_toolkit.mcmc import MCMCResult
 from vi_toolkit.posteriordb import default_root, load
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread for these small tensors: two threads contend on a shared 2-core machine (~10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 FIT = dict(steps=300, lr=0.05, progress=False)  # window 25, cooldown 60: settles from the k-means++ start
