@@ -1,0 +1,135 @@
+"""Breast-cancer logistic regression (31 coefficients, Normal(0, 1) priors): full-rank and mean-field VI against
+NUTS, and NUTS itself: plain Pyro against ``vt.run_mcmc`` (sequential, parallel chains, started from VI).
+
+Reference posterior: the pooled draws of every NUTS run. Reports wall-clock seconds, min bulk ESS per second,
+the full-rank fit's agreement (standardized mean error, sd ratio), the mean-field fit's sd ratios and PSIS
+k-hat, and held-out predictive metrics. Writes benchmarks/results/classifier.json and prints a markdown table.
+
+    python benchmarks/classifier.py [--draws 1000] [--warmup 1000] [--init-warmup 200]
+"""
+
+import argparse
+import json
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+import pyro
+import torch
+from pyro.infer import MCMC, NUTS
+
+import models
+import vi_toolkit as vt
+from models.classifier import load
+from vi_toolkit import calibration
+from vi_toolkit.agreement import flatten, moment_agreement
+from vi_toolkit.diagnostics import khat_verdict, psis_khat
+from vi_toolkit.io import write_json
+
+
+def plain_pyro_nuts(model, args, draws, warmup):
+    """What users write by hand: one chain of Pyro's NUTS with its defaults."""
+    pyro.set_rng_seed(0)
+    mcmc = MCMC(NUTS(model), num_samples=draws, warmup_steps=warmup, disable_progbar=True)
+    start = time.perf_counter()
+    mcmc.run(*args)
+    seconds = time.perf_counter() - start
+    chains = {k: v.detach().numpy()[None] for k, v in mcmc.get_samples().items()}
+    return chains, seconds
+
+
+def min_ess(chains):
+    return float(az.ess(az.from_dict(posterior=chains), method="bulk").to_array().min())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=1000)
+    parser.add_argument("--init-warmup", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "classifier.json"))
+    opts = parser.parse_args()
+    warnings.simplefilter("ignore")
+    split = load("breast_cancer", 0.25, seed=0)
+    pair = models.get("logistic", prior_scale=1.0)
+    args = pair.prepare(split.X_train, split.y_train)
+
+    fits = {g: vt.fit_vi(pair.model, g, *args, steps=opts.steps, progress=False, seed=0) for g in ("mvn", "normal", "delta")}
+    runs = {}
+    chains, seconds = plain_pyro_nuts(pair.model, args, opts.draws, opts.warmup)
+    runs["plain Pyro NUTS, 1 chain"] = {"chains": chains, "seconds": seconds, "extra": 0.0}
+    nuts = dict(draws=opts.draws, seed=0, progress=False)
+    for label, options in {
+        "vt.run_mcmc, 2 chains sequential": dict(warmup=opts.warmup, parallel=False),
+        "vt.run_mcmc, 2 chains parallel": dict(warmup=opts.warmup),
+        f"vt.run_mcmc init=VI mvn, warmup {opts.init_warmup}, parallel": dict(warmup=opts.init_warmup, init=fits["mvn"]),
+    }.items():
+        result = vt.run_mcmc(pair.model, *args, **nuts, **options)
+        extra = fits["mvn"].seconds if "init" in options else 0.0
+        runs[label] = {"chains": result.chains, "seconds": result.seconds, "extra": extra, "parallel": result.info["parallel"]}
+
+    pooled = {site: np.concatenate([r["chains"][site].reshape((-1,) + r["chains"][site].shape[2:]) for r in runs.values()]) for site in ("beta", "intercept")}
+    reference = {label: (float(v.mean()), float(v.std(ddof=1))) for label, v in flatten(pooled).items()}
+    plain_seconds = runs["plain Pyro NUTS, 1 chain"]["seconds"]
+    plain_ess_rate = min_ess(runs["plain Pyro NUTS, 1 chain"]["chains"]) / plain_seconds
+    rows = []
+    for label, run in runs.items():
+        ess = min_ess(run["chains"])
+        rows.append({
+            "method": label,
+            "seconds": run["seconds"] + run["extra"],
+            "min_ess_bulk": ess,
+            "ess_per_s": ess / (run["seconds"] + run["extra"]),
+            "ess_per_s_vs_plain": ess / (run["seconds"] + run["extra"]) / plain_ess_rate,
+            "parallel": run.get("parallel"),
+            **calibration.metrics(pair.predict_proba({k: v.reshape((-1,) + v.shape[2:]) for k, v in run["chains"].items()}, split.X_test), split.y_test),
+        })
+    for guide, fit in fits.items():
+        draws = fit.draws(4000, seed=0)
+        agreement = moment_agreement(flatten(draws), reference)
+        row = {
+            "method": f"VI {guide}",
+            "seconds": fit.seconds,
+            "speedup_vs_plain_nuts": plain_seconds / fit.seconds,
+            "max_std_mean_error": agreement.std_mean_error.max(),
+            "mean_std_mean_error": agreement.std_mean_error.mean(),
+            "min_sd_ratio": agreement.sd_ratio.min(),
+            "max_sd_ratio": agreement.sd_ratio.max(),
+            **calibration.metrics(pair.predict_proba(draws, split.X_test), split.y_test),
+        }
+        if guide != "delta":
+            row["khat"] = psis_khat(fit.log_weights(4000, seed=0))
+            row["verdict"] = khat_verdict(row["khat"])
+        rows.append(row)
+    report = {
+        "benchmark": "classifier",
+        "draws": opts.draws,
+        "warmup": opts.warmup,
+        "init_warmup": opts.init_warmup,
+        "vi_steps": opts.steps,
+        "reference_draws": int(len(pooled["intercept"])),
+        "torch": torch.__version__,
+        "pyro": pyro.__version__,
+        "machine": platform.machine(),
+        "load_average": list(__import__("os").getloadavg()),
+        "rows": rows,
+    }
+    write_json(opts.out, report)
+    print(json.dumps(report, indent=1, default=str))
+    print("\n| method | seconds | min ESS | ESS/s (x plain) | max / mean std. mean error | sd ratio | k-hat | accuracy | ECE |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ess = f"{r['min_ess_bulk']:.0f}" if "min_ess_bulk" in r else ""
+        rate = f"{r['ess_per_s']:.1f} ({r['ess_per_s_vs_plain']:.1f}x)" if "ess_per_s" in r else f"{r['speedup_vs_plain_nuts']:.1f}x faster than plain NUTS"
+        sme = f"{r['max_std_mean_error']:.3f} / {r['mean_std_mean_error']:.3f}" if "max_std_mean_error" in r else ""
+        sd = f"{r['min_sd_ratio']:.2f}-{r['max_sd_ratio']:.2f}" if "min_sd_ratio" in r else ""
+        khat = f"{r['khat']:.2f} ({r['verdict'].split(':')[0]})" if "khat" in r else ""
+        print(f"| {r['method']} | {r['seconds']:.1f} | {ess} | {rate} | {sme} | {sd} | {khat} | {r['accuracy']:.3f} | {r['ece']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

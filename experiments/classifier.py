@@ -1,0 +1,123 @@
+"""`classifier`: Bayesian logistic regression by mean-field, full-rank and MAP fits against NUTS: predictive
+metrics on a held-out split, posterior agreement with NUTS, PSIS k-hat, reliability diagrams."""
+
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+import models
+import vi_toolkit as vt
+from models.classifier import load
+from vi_toolkit import calibration, plots
+from vi_toolkit.agreement import flatten, moment_agreement
+from vi_toolkit.diagnostics import khat_verdict, psis_khat
+from vi_toolkit.experiment import Experiment
+
+
+@dataclass(frozen=True)
+class Config:
+    dataset: str = "breast_cancer"
+    test_fraction: float = 0.25
+    prior_scale: float = 1.0
+    hierarchical: bool = False
+    guides: tuple[str, ...] = ("normal", "mvn", "delta")
+    steps: int = 3000
+    lr: float = 0.01
+    vi_draws: int = 4000
+    khat_draws: int = 2000
+    nuts: bool = True
+    nuts_init: str = "mvn"  # a fitted guide to start NUTS from (initial point and mass matrix); "" for none
+    draws: int = 1000
+    warmup: int = 1000
+    chains: int = 2
+
+
+DEMO = {"steps": 1500, "vi_draws": 2000, "khat_draws": 1000, "draws": 300, "warmup": 150}
+
+
+def sd_scatter(draws, reference, methods):
+    """Posterior sd of each coefficient under each VI method against NUTS's sd, with the identity line."""
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    ref = np.array([sd for _, sd in reference.values()])
+    for k, method in enumerate(methods):
+        sds = np.array([np.std(draws[method][label], ddof=1) for label in reference])
+        ax.scatter(ref, sds, s=14, color=f"C{k % 10}", label=method)
+    top = 1.1 * max(ref.max(), max(np.std(v, ddof=1) for m in methods for v in draws[m].values()))
+    ax.plot([0, top], [0, top], "k--", linewidth=1, label="equal to NUTS")
+    ax.set_xlabel("NUTS posterior sd")
+    ax.set_ylabel("VI posterior sd")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def run(config, folder, seed):
+    if config.nuts and config.nuts_init and config.nuts_init not in config.guides:
+        raise vt.ConfigError(f"nuts_init={config.nuts_init!r} is not one of the fitted guides {config.guides}; "
+                             "add it to guides or set nuts_init to an empty string")
+    split = load(config.dataset, config.test_fraction, seed)
+    pair = models.get(
+        "logistic", n_classes=split.n_classes, prior_scale=config.prior_scale, hierarchical=config.hierarchical
+    )
+    X, y = pair.prepare(split.X_train, split.y_train)
+    fits = {
+        f"VI {g}": vt.fit_vi(pair.model, g, X, y, steps=config.steps, lr=config.lr, seed=seed) for g in config.guides
+    }
+    if config.nuts:
+        start = fits[f"VI {config.nuts_init}"] if config.nuts_init else None
+        fits["NUTS"] = vt.run_mcmc(
+            pair.model, X, y, draws=config.draws, warmup=config.warmup, chains=config.chains, seed=seed, init=start
+        )
+    draws = {m: (r.draws(config.vi_draws, seed) if r.kind == "vi" else r.draws()) for m, r in fits.items()}
+    flat = {m: flatten(d) for m, d in draws.items()}
+    reference = None
+    if "NUTS" in fits:
+        reference = {label: (float(np.mean(v)), float(np.std(v, ddof=1))) for label, v in flat["NUTS"].items()}
+    rows, predictions = [], {}
+    for method, result in fits.items():
+        predictions[method] = pair.predict_proba(draws[method], split.X_test)
+        row = {"method": method, "seconds": result.seconds, **calibration.metrics(predictions[method], split.y_test)}
+        if reference is not None and method != "NUTS":
+            agreement = moment_agreement(flat[method], reference)
+            row.update(max_std_mean_error=agreement.std_mean_error.max(), mean_std_mean_error=agreement.std_mean_error.mean())
+            if result.info["guide"] != "delta":  # a point estimate has no spread to compare
+                row.update(min_sd_ratio=agreement.sd_ratio.min(), max_sd_ratio=agreement.sd_ratio.max())
+        if result.kind == "vi" and result.info["guide"] != "delta":  # a point mass has no importance weights
+            row["khat"] = psis_khat(result.log_weights(config.khat_draws, seed))
+            row["verdict"] = khat_verdict(row["khat"])
+        if result.kind == "mcmc":
+            summary = result.summary()
+            row.update(min_ess_bulk=summary.ess_bulk.min(), max_r_hat=summary.r_hat.max(), divergences=result.divergences)
+        rows.append(row)
+        folder.save_result(method.replace(" ", "-"), result)
+    table = pd.DataFrame(rows)
+    folder.save_table("metrics", table)
+    folder.save_figure("reliability", calibration.reliability_diagram(predictions, split.y_test))
+    folder.save_figure("losses", plots.loss_traces({m: r.losses for m, r in fits.items() if r.kind == "vi"}))
+    shown = list(flat[next(iter(flat))])[:3] + ["intercept" if split.n_classes == 2 else "intercept[0]"]
+    marginal_methods = [m for m in fits if m != "VI delta"]
+    folder.save_figure("marginals", plots.marginals({m: {p: flat[m][p] for p in shown} for m in marginal_methods}))
+    if reference is not None:
+        vi_methods = [m for m in ("VI normal", "VI mvn") if m in fits]
+        if vi_methods:
+            folder.save_figure("sd-scatter", sd_scatter(flat, reference, vi_methods))
+    parts = [
+        f"{r['method']}: accuracy {r['accuracy']:.3f}, ECE {r['ece']:.3f}"
+        + (f", sd ratio {r['min_sd_ratio']:.2f}-{r['max_sd_ratio']:.2f}" if "min_sd_ratio" in r and pd.notna(r.get("min_sd_ratio")) else "")
+        + (f", k-hat {r['khat']:.2f} ({r['verdict'].split(':')[0]})" if pd.notna(r.get("khat", np.nan)) else "")
+        for r in rows
+    ]
+    return f"Logistic regression on {config.dataset} ({X.shape[1] + 1} coefficients per class): " + "; ".join(parts) + "."
+
+
+EXPERIMENT = Experiment(
+    name="classifier",
+    description="Bayesian logistic regression (breast cancer by default): mean-field, full-rank and MAP fits "
+    "against NUTS; accuracy, log loss, Brier score, calibration error, agreement with NUTS and PSIS k-hat.",
+    config=Config,
+    demo=DEMO,
+    run=run,
+)
