@@ -27,9 +27,10 @@ class _DetachParams(Messenger):
 
 class _StickingTheLanding:
     def _get_trace(self, model, guide, args, kwargs):
-        model_trace, guide_trace = super()._get_trace(model, guide, args, kwargs)
-        with _DetachParams():
-            frozen = poutine.trace(poutine.replay(guide, trace=guide_trace)).get_trace(*args, **kwargs)
+        raw = poutine.trace(guide)  # keeps the subsample sites that the importance trace prunes
+        model_trace, guide_trace = super()._get_trace(model, raw, args, kwargs)
+        with _DetachParams():  # replayed on the same draws and the same mini-batch
+            frozen = poutine.trace(poutine.replay(guide, trace=raw.trace)).get_trace(*args, **kwargs)
         for name, site in guide_trace.nodes.items():
             if site["type"] != "sample" or site_is_subsample(site) or not site["fn"].has_rsample:
                 continue
