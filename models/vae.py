@@ -1,0 +1,248 @@
+"""Variational autoencoder: model p(z) p(x|z) with an MLP decoder, amortized guide q(z|x) with an MLP encoder.
+
+    pair = models.get("vae", x_dim=64, z_dim=8, decoder="bernoulli", binarize=True)
+    fit = vt.fit_vi(pair.model, pair.guide, x_train, objective="elbo-plain", steps=3000, lr=1e-3, jit=False)
+    vae = fit.model.__self__            # fit_vi trains its own copy of the pair: take the fitted networks from it
+
+Both ``model(x)`` and ``guide(x)`` take the whole training set ``x`` (N, x_dim) and draw a mini-batch of
+``batch_size`` rows with ``pyro.plate("data", N, subsample_size=batch_size)``, which scales the batch's
+log-probabilities by N / batch_size. The networks are registered with ``pyro.module`` (and take their weights from
+the parameter store, so a fit resumed from a checkpoint continues with the saved weights) and called directly, so
+``"elbo-plain"`` (Trace_ELBO) gives them the full reparameterized gradient; ``"elbo-analytic"`` computes
+KL(q(z|x) || p(z)) in closed form; ``"renyi"`` with alpha=0 and k particles is the IWAE-k objective. (Not
+``"elbo"`` for now: its sticking-the-landing replay of the guide draws new plate indices, so log q(z|x) is taken
+on another mini-batch. ``jit=False`` is needed with ``warmup_steps``, whose counter a compiled trace would freeze.)
+
+Decoders: ``bernoulli`` (binary pixels), ``cbernoulli`` (continuous Bernoulli, pixels in [0, 1]), ``gaussian``
+(fixed scale ``decoder_scale``: the squared-error loss) and ``gaussian-learned`` (a learned scale per pixel, or
+one ``shared`` by all pixels of an image). Gaussian decoders have a linear mean.
+
+``beta`` weights the KL term (beta-VAE); ``warmup_steps`` > 0 ramps that weight linearly from beta/warmup_steps
+to beta over the first ``warmup_steps`` model calls. The weight is a ``poutine.scale`` on the ``z`` site of
+model *and* guide (so the ELBO is E[log p(x|z)] - weight * KL). The call counter lives in the parameter store
+as ``vae_step`` so that fit_vi's checkpoints carry it; during the warm-up the reported loss is not the ELBO.
+
+``binarize=True`` is dynamic binarization: each mini-batch is redrawn as x_b ~ Bernoulli(x). The guide draws
+it and the model, replayed on the guide's plate indices (the same tensor object), reuses that draw.
+"""
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.params import param_with_module_name
+from torch import nn
+
+from models import register
+from vi_toolkit.errors import ConfigError, DataError
+from vi_toolkit.pairs import ModelPair
+
+DECODERS = ("bernoulli", "cbernoulli", "gaussian", "gaussian-learned")
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "softplus": nn.Softplus}
+STEP_PARAM = "vae_step"
+
+
+def _whole(name, value, low=1):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return value
+
+
+def _positive(name, value):
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def mlp(sizes, activation):
+    """Linear layers between consecutive ``sizes`` with ``activation`` after each but the last."""
+    layers = []
+    for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if k < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+def _register(name, module):
+    """``pyro.module(name, module)``, then point the module at the parameter store's tensors where they differ (a
+    fit resumed from a checkpoint), so the optimizer's updates reach the network. Unlike
+    ``update_module_params=True`` this never writes back a value detached by a handler (such as the
+    sticking-the-landing replay), which would cut the network off from its gradients."""
+    pyro.module(name, module)
+    store = pyro.get_param_store()
+    for path, param in list(module.named_parameters()):
+        stored = store[param_with_module_name(name, path)]
+        if stored is not param and stored.requires_grad:
+            owner, _, attr = path.rpartition(".")
+            module.get_submodule(owner)._parameters[attr] = stored
+
+
+class Encoder(nn.Module):
+    """q(z|x) = Normal(loc(x), scale(x)), scale = softplus(.) + 1e-4 learned, or a fixed constant."""
+
+    def __init__(self, x_dim, z_dim, hidden, activation, fixed_scale=None):
+        super().__init__()
+        self.z_dim = z_dim
+        self.fixed_scale = fixed_scale
+        self.net = mlp((x_dim, *hidden, z_dim if fixed_scale else 2 * z_dim), activation)
+
+    def forward(self, x):
+        out = self.net(x)
+        if self.fixed_scale:
+            return out, torch.full_like(out, self.fixed_scale)
+        loc, raw = out.split(self.z_dim, dim=-1)
+        return loc, nn.functional.softplus(raw) + 1e-4
+
+
+class Decoder(nn.Module):
+    """p(x|z) for one of :data:`DECODERS`, independent over pixels (event dim 1)."""
+
+    def __init__(self, x_dim, z_dim, hidden, activation, kind, scale, variance):
+        super().__init__()
+        self.kind, self.scale = kind, scale
+        self.net = mlp((z_dim, *hidden, x_dim), activation)
+        if kind == "gaussian-learned":
+            size = x_dim if variance == "pixel" else 1
+            self.log_scale = nn.Parameter(torch.full((size,), math.log(scale)))
+
+    def forward(self, z):
+        out = self.net(z)
+        if self.kind == "bernoulli":
+            return dist.Bernoulli(logits=out).to_event(1)
+        if self.kind == "cbernoulli":
+            return dist.ContinuousBernoulli(logits=out).to_event(1)
+        scale = self.log_scale.exp() if self.kind == "gaussian-learned" else torch.tensor(self.scale)
+        return dist.Normal(out, scale.expand(out.shape)).to_event(1)
+
+
+@register("vae")
+class VAE(ModelPair, nn.Module):
+    """z_n ~ Normal(0, I_L); x_n | z_n ~ decoder(z_n); guide z_n ~ Normal(enc_loc(x_n), enc_scale(x_n)).
+
+    ``x_dim`` pixels, ``z_dim`` latents, MLP ``hidden`` sizes with ``activation`` (encoder and decoder
+    mirrored), ``decoder`` one of :data:`DECODERS` with ``decoder_scale`` (fixed scale, or the initial one when
+    learned) and ``decoder_variance`` ("pixel" or "shared"), ``encoder_scale`` None (learned) or a fixed
+    positive constant, ``beta`` and ``warmup_steps`` (see the module docstring), ``batch_size`` rows per
+    step, ``binarize`` (dynamic binarization), ``seed`` for the initial weights.
+    """
+
+    description = "Variational autoencoder: MLP decoder p(x|z), amortized MLP encoder q(z|x), mini-batches"
+
+    def __init__(self, x_dim, z_dim=8, hidden=(200, 200), activation="tanh", decoder="bernoulli",
+                 decoder_scale=0.1, decoder_variance="pixel", encoder_scale=None, beta=1.0, warmup_steps=0,
+                 batch_size=100, binarize=False, seed=0):
+        nn.Module.__init__(self)
+        self.x_dim, self.z_dim = _whole("x_dim", x_dim), _whole("z_dim", z_dim)
+        hidden = tuple(hidden)
+        for size in hidden:
+            _whole("hidden sizes", size)
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        if decoder not in DECODERS:
+            raise ConfigError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
+        if decoder_variance not in ("pixel", "shared"):
+            raise ConfigError(f"decoder_variance must be 'pixel' or 'shared', got {decoder_variance!r}")
+        self.decoder_kind = decoder
+        self.beta = _positive("beta", beta)
+        self.warmup_steps = _whole("warmup_steps", warmup_steps, 0)
+        self.batch_size = _whole("batch_size", batch_size)
+        self.binarize = bool(binarize)
+        if self.binarize and decoder != "bernoulli":
+            raise ConfigError(f"binarize=True is for the bernoulli decoder, not {decoder!r}")
+        fixed = None if encoder_scale is None else _positive("encoder_scale", encoder_scale)
+        scale = _positive("decoder_scale", decoder_scale)
+        with torch.random.fork_rng():  # the initial weights come from ``seed``, not the global stream
+            torch.manual_seed(seed)
+            self.encoder = Encoder(self.x_dim, self.z_dim, hidden, activation, fixed)
+            self.decoder = Decoder(self.x_dim, self.z_dim, hidden[::-1], activation, decoder, scale, decoder_variance)
+        self._batch = (None, None)  # (plate indices, binarized batch) of the current step
+
+    # --- data -------------------------------------------------------------------------------------------
+    def prepare(self, x):
+        """``x`` as a float tensor (N, x_dim), checked against the decoder's support."""
+        x = torch.as_tensor(x, dtype=torch.get_default_dtype())
+        if x.dim() != 2 or x.shape[1] != self.x_dim or len(x) == 0:
+            raise DataError(f"x must have shape (N, {self.x_dim}) with N >= 1, got {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise DataError("x holds NaN or infinite values")
+        if self.decoder_kind in ("bernoulli", "cbernoulli") and (x.min() < 0 or x.max() > 1):
+            raise DataError(f"the {self.decoder_kind} decoder needs pixels in [0, 1]; scale the data first")
+        if self.decoder_kind == "bernoulli" and not self.binarize and not ((x == 0) | (x == 1)).all():
+            raise DataError("the bernoulli decoder needs binary pixels: pass binarize=True "
+                            "(dynamic binarization) or binarize the data (vi_toolkit.images.binarize)")
+        return x
+
+    def _minibatch(self, x, idx):
+        """The rows ``idx`` of x, binarized once per set of plate indices when ``binarize``."""
+        if not self.binarize:
+            return x.index_select(0, idx)
+        if self._batch[0] is not idx:
+            rows = x.index_select(0, idx)
+            self._batch = (idx, torch.bernoulli(rows))
+        return self._batch[1]
+
+    def _kl_weight(self, advance):
+        """beta * min(1, (t+1) / warmup_steps) at call t (read from the parameter store; advanced by the model)."""
+        if not self.warmup_steps:
+            return self.beta
+        store = pyro.get_param_store()
+        t = int(store[STEP_PARAM]) if STEP_PARAM in store else 0
+        if advance:
+            store[STEP_PARAM] = torch.tensor(float(t + 1))
+        return self.beta * min(1.0, (t + 1) / self.warmup_steps)
+
+    # --- the pair ---------------------------------------------------------------------------------------
+    def prior(self):
+        return dist.Normal(torch.zeros(self.z_dim), 1.0).to_event(1)
+
+    def model(self, x):
+        _register("decoder", self.decoder)
+        weight = self._kl_weight(advance=True)
+        with pyro.plate("data", len(x), subsample_size=min(self.batch_size, len(x))) as idx:
+            rows = self._minibatch(x, idx)
+            with poutine.scale(scale=weight):
+                z = pyro.sample("z", self.prior())
+            pyro.sample("x", self.decoder(z), obs=rows)
+
+    def guide(self, x):
+        _register("encoder", self.encoder)
+        weight = self._kl_weight(advance=False)
+        with pyro.plate("data", len(x), subsample_size=min(self.batch_size, len(x))) as idx:
+            loc, scale = self.encoder(self._minibatch(x, idx))
+            with poutine.scale(scale=weight):
+                pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    # --- evaluation, on the networks directly -----------------------------------------------------------
+    def encode(self, x):
+        """q(z|x) for rows x (B, x_dim): a Normal with batch shape (B,) and event shape (z_dim,)."""
+        loc, scale = self.encoder(x)
+        return dist.Normal(loc, scale).to_event(1)
+
+    def decode(self, z):
+        """p(x|z) for latents z (..., z_dim)."""
+        return self.decoder(z)
+
+    def log_weights(self, x, n):
+        """log w_i = log p(z_i) + log p(x|z_i) - log q(z_i|x), z_i ~ q(z|x), i = 1..n: tensor (n, B)."""
+        q = self.encode(x)
+        z = q.rsample((n,))
+        return self.prior().log_prob(z) + self.decode(z).log_prob(x) - q.log_prob(z)
+
+    def mean(self, z):
+        """E[x | z], the decoder's mean image(s)."""
+        return self.decode(z).mean
+
+    @torch.no_grad()
+    def sample(self, n, seed=0, means=True):
+        """``n`` images from the model: decoder means at z ~ p(z), or (``means=False``) x ~ p(x|z)."""
+        torch.manual_seed(seed)
+        p = self.decode(self.prior().sample((n,)))
+        return p.mean if means else p.sample()
+
+    @torch.no_grad()
+    def reconstruct(self, x):
+        """E[x | z = encoder mean of x]."""
+        return self.mean(self.encoder(x)[0])
