@@ -22,18 +22,7 @@ from pyro.infer import Predictive
 from models import register
 from vi_toolkit.errors import ConfigError, DataError, UnknownNameError
 from vi_toolkit.pairs import ModelPair
-
-
-def _positive(name, value):
-    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ConfigError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _whole(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name} must be a whole number >= {low}, got {value!r}")
-    return int(value)
+from vi_toolkit.validate import positive, whole
 
 
 def _normal(scale, shape):
@@ -53,8 +42,8 @@ class Classifier(ModelPair):
     """Shared by the classifiers: data checks, the categorical likelihood and posterior predictive probabilities."""
 
     def __init__(self, n_classes=2, prior_scale=1.0):
-        self.n_classes = _whole("n_classes", n_classes, 2)
-        self.prior_scale = _positive("prior_scale", prior_scale)
+        self.n_classes = whole("n_classes", n_classes, 2)
+        self.prior_scale = positive("prior_scale", prior_scale)
         self.outputs = 1 if self.n_classes == 2 else self.n_classes
 
     def prepare(self, X, y=None):
@@ -147,7 +136,7 @@ class BNN(Classifier):
 
     def __init__(self, n_classes=2, prior_scale=1.0, width=16):
         super().__init__(n_classes, prior_scale)
-        self.width = _whole("width", width, 1)
+        self.width = whole("width", width, 1)
 
     def model(self, X, y=None):
         d, h, k, s = X.shape[-1], self.width, self.outputs, self.prior_scale
@@ -199,7 +188,7 @@ def synthetic(weights, intercept=0.0, n=500, seed=0):
     weights = np.asarray(weights, dtype=float)
     if weights.ndim != 1 or not np.all(np.isfinite(weights)):
         raise DataError(f"weights must be a finite 1-D array, got shape {weights.shape}")
-    _whole("n", n, 1)
+    whole("n", n, 1)
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, len(weights)))
     p = 1.0 / (1.0 + np.exp(-(X @ weights + intercept)))

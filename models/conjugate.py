@@ -1,21 +1,14 @@
 """Conjugate Gaussian pairs with exact posteriors and exact log evidence: the toolkit's ground truth."""
 
-import math
-
 import pyro
 import pyro.distributions as dist
 import torch
 from torch.distributions import constraints
 
 from models import register
-from vi_toolkit.errors import ConfigError, DataError
+from vi_toolkit.errors import DataError
 from vi_toolkit.pairs import ModelPair
-
-
-def _positive(name, value):
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ConfigError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
+from vi_toolkit.validate import positive
 
 
 def _vector(name, y):
@@ -35,8 +28,8 @@ class NormalMean(ModelPair):
 
     def __init__(self, prior_loc=0.0, prior_scale=1.0, noise_scale=1.0):
         self.prior_loc = float(prior_loc)
-        self.prior_scale = _positive("prior_scale", prior_scale)
-        self.noise_scale = _positive("noise_scale", noise_scale)
+        self.prior_scale = positive("prior_scale", prior_scale)
+        self.noise_scale = positive("noise_scale", noise_scale)
 
     def model(self, y):
         mu = pyro.sample("mu", dist.Normal(self.prior_loc, self.prior_scale))
@@ -76,8 +69,8 @@ class LinearRegression(ModelPair):
     description = "Bayesian linear regression with known noise scale (exact posterior and evidence)"
 
     def __init__(self, prior_scale=1.0, noise_scale=1.0):
-        self.prior_scale = _positive("prior_scale", prior_scale)
-        self.noise_scale = _positive("noise_scale", noise_scale)
+        self.prior_scale = positive("prior_scale", prior_scale)
+        self.noise_scale = positive("noise_scale", noise_scale)
 
     def model(self, X, y):
         beta = pyro.sample("beta", dist.Normal(0.0, self.prior_scale).expand([X.shape[-1]]).to_event(1))

@@ -37,29 +37,10 @@ from models import register
 from vi_toolkit.errors import ConfigError, DataError
 from vi_toolkit.inference_data import from_chains
 from vi_toolkit.pairs import ModelPair
+from vi_toolkit.validate import finite, positive, whole
 
 SITES = ("weights", "locs", "scales")
 GUIDE_FAMILIES = ("meanfield", "delta")
-
-
-def _finite(name, value):
-    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value)):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _positive(name, value):
-    if _finite(name, value) <= 0:
-        raise ConfigError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _count(name, value, low=1, allow_none=False):
-    if allow_none and value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name} must be a whole number >= {low}{' or None' if allow_none else ''}, got {value!r}")
-    return int(value)
 
 
 def kmeans_init(x, K, lloyd_steps=10):
@@ -147,13 +128,13 @@ class GaussianMixture(ModelPair):
         scale_scale=1.0,
         guide_family="meanfield",
     ):
-        self.K = _count("K", K)
-        self.D = _count("D", D, allow_none=True)
-        self.weight_concentration = _positive("weight_concentration", weight_concentration)
-        self.loc_loc = _finite("loc_loc", loc_loc)
-        self.loc_scale = _positive("loc_scale", loc_scale)
-        self.scale_loc = _finite("scale_loc", scale_loc)
-        self.scale_scale = _positive("scale_scale", scale_scale)
+        self.K = whole("K", K)
+        self.D = whole("D", D, allow_none=True)
+        self.weight_concentration = positive("weight_concentration", weight_concentration)
+        self.loc_loc = finite("loc_loc", loc_loc)
+        self.loc_scale = positive("loc_scale", loc_scale)
+        self.scale_loc = finite("scale_loc", scale_loc)
+        self.scale_scale = positive("scale_scale", scale_scale)
         if guide_family not in GUIDE_FAMILIES:
             raise ConfigError(f"guide_family must be one of {GUIDE_FAMILIES}, got {guide_family!r}")
         self.guide_family = guide_family
@@ -223,7 +204,7 @@ class GaussianMixture(ModelPair):
         ``result.info["restart_elbos"]`` and ``["restart_seconds"]`` list the final ELBO and time of every
         restart (``result.seconds`` is the chosen fit's own time)."""
         x = self.check_data(x, fitting=True)
-        restarts = _count("restarts", restarts)
+        restarts = whole("restarts", restarts)
         fit_kwargs.setdefault("objective", self.objective)
         # measured (benchmarks/gmm.py): compiling the ELBO takes ~2.5 s, more than it saves in a ~200-step fit
         fit_kwargs.setdefault("jit", False)
@@ -351,7 +332,7 @@ class CollapsedGMM(GaussianMixture):
         batch_size=None,
     ):
         super().__init__(K, D, weight_concentration, loc_loc, loc_scale, scale_loc, scale_scale, guide_family)
-        self.batch_size = _count("batch_size", batch_size, allow_none=True)
+        self.batch_size = whole("batch_size", batch_size, allow_none=True)
 
     def model(self, x):
         weights, locs, scales = self._globals(x.shape[-1])

@@ -38,22 +38,11 @@ from torch import nn
 from models import register
 from vi_toolkit.errors import ConfigError, DataError
 from vi_toolkit.pairs import ModelPair
+from vi_toolkit.validate import positive, whole
 
 DECODERS = ("bernoulli", "cbernoulli", "gaussian", "gaussian-learned")
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "softplus": nn.Softplus}
 STEP_PARAM = "vae_step"
-
-
-def _whole(name, value, low=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name} must be a whole number >= {low}, got {value!r}")
-    return value
-
-
-def _positive(name, value):
-    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ConfigError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
 
 
 def mlp(sizes, activation):
@@ -135,10 +124,10 @@ class VAE(ModelPair, nn.Module):
                  decoder_scale=0.1, decoder_variance="pixel", encoder_scale=None, beta=1.0, warmup_steps=0,
                  batch_size=100, binarize=False, seed=0):
         nn.Module.__init__(self)
-        self.x_dim, self.z_dim = _whole("x_dim", x_dim), _whole("z_dim", z_dim)
+        self.x_dim, self.z_dim = whole("x_dim", x_dim), whole("z_dim", z_dim)
         hidden = tuple(hidden)
         for size in hidden:
-            _whole("hidden sizes", size)
+            whole("hidden sizes", size)
         if activation not in ACTIVATIONS:
             raise ConfigError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         if decoder not in DECODERS:
@@ -146,14 +135,14 @@ class VAE(ModelPair, nn.Module):
         if decoder_variance not in ("pixel", "shared"):
             raise ConfigError(f"decoder_variance must be 'pixel' or 'shared', got {decoder_variance!r}")
         self.decoder_kind = decoder
-        self.beta = _positive("beta", beta)
-        self.warmup_steps = _whole("warmup_steps", warmup_steps, 0)
-        self.batch_size = _whole("batch_size", batch_size)
+        self.beta = positive("beta", beta)
+        self.warmup_steps = whole("warmup_steps", warmup_steps, 0)
+        self.batch_size = whole("batch_size", batch_size)
         self.binarize = bool(binarize)
         if self.binarize and decoder != "bernoulli":
             raise ConfigError(f"binarize=True is for the bernoulli decoder, not {decoder!r}")
-        fixed = None if encoder_scale is None else _positive("encoder_scale", encoder_scale)
-        scale = _positive("decoder_scale", decoder_scale)
+        fixed = None if encoder_scale is None else positive("encoder_scale", encoder_scale)
+        scale = positive("decoder_scale", decoder_scale)
         with torch.random.fork_rng():  # the initial weights come from ``seed``, not the global stream
             torch.manual_seed(seed)
             self.encoder = Encoder(self.x_dim, self.z_dim, hidden, activation, fixed)

@@ -111,7 +111,7 @@ def fit_to_draws(guide, draws, *args, model=None, seed=0, **model_kwargs):
     start = time.perf_counter()
     guide, name, model = _guide(guide, model)
     store = pyro.get_param_store()
-    with store.scope() as param_state:
+    with store.scope():
         pyro.set_rng_seed(seed)
         structure = traces.inspect_pair(model, guide, args, model_kwargs)  # also creates the guide's params
         model_trace, _ = traces.trace_pair(model, guide, args, model_kwargs)

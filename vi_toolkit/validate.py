@@ -1,0 +1,30 @@
+"""Validation of settings at the boundary (pair constructors): a clear ConfigError or the clean value."""
+
+import math
+
+import numpy as np
+
+from .errors import ConfigError
+
+
+def finite(name, value):
+    """``value`` as a float, or ConfigError if it is not a finite number."""
+    if isinstance(value, bool) or not (isinstance(value, (int, float, np.number)) and math.isfinite(value)):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def positive(name, value):
+    """``value`` as a float, or ConfigError if it is not a positive finite number."""
+    if isinstance(value, bool) or not (isinstance(value, (int, float, np.number)) and math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def whole(name, value, low=1, allow_none=False):
+    """``value`` as an int >= ``low`` (or None where allowed), or ConfigError."""
+    if allow_none and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ConfigError(f"{name} must be a whole number >= {low}{' or None' if allow_none else ''}, got {value!r}")
+    return int(value)
