@@ -1,8 +1,8 @@
 """``fit_vi``: stochastic variational inference with Pyro's ELBOs and optimizers, settled, isolated and safe.
 
-Each step is Pyro's ``SVI.step`` (``loss_and_grads``, then the optimizer on the captured parameters) with
-two additions: gradients are checked for NaN/inf *before* the update, so the last good parameters survive a
-numerical failure, and the step size follows :mod:`vi_toolkit.schedule`, which also decides when to stop.
+Each step is Pyro's ``SVI.step`` (``loss_and_grads``, then Adam on the captured parameters: one fused
+optimizer, :mod:`vi_toolkit.adam`) with two additions: gradients are checked for NaN/inf *before* the update,
+so the last good parameters survive a numerical failure, and the step size follows :mod:`vi_toolkit.schedule`, which also decides when to stop.
 """
 
 import copy
@@ -21,6 +21,7 @@ from pyro.infer.autoguide import AutoGuide
 from tqdm.auto import tqdm
 
 from . import traces
+from .adam import Adam
 from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import ConfigError, ModelGuideError, NumericalError
 from .guides import make_guide
@@ -186,25 +187,27 @@ def _step(elbo, optim, model, guide, args, kwargs):
         loss = elbo.loss_and_grads(model, guide, *args, **kwargs)
     loss = float(loss)
     params = [site["value"].unconstrained() for site in capture.trace.nodes.values()]
-    grads = [p.grad for p in params if p.grad is not None]
-    if not math.isfinite(loss) or (grads and not bool(torch.stack([g.isfinite().all() for g in grads]).all())):
-        bad = [pyro.get_param_store().param_name(p) for p in params if p.grad is not None and not p.grad.isfinite().all()]
+    params = [p for p in params if p.grad is not None]
+    if not math.isfinite(loss) or not _all_finite([p.grad for p in params]):
+        bad = [pyro.get_param_store().param_name(p) for p in params if not p.grad.isfinite().all()]
         raise _NonFinite(loss, bad)
-    optim(params)
-    pyro.infer.util.zero_grads(params)
+    if params:
+        optim(params)
+    for p in params:
+        p.grad = None
     return loss
+
+
+def _all_finite(grads):
+    """Whether every gradient entry is finite, in two multi-tensor calls: 0 * g is 0 where g is finite and NaN
+    where it is not, so the norms of 0 * g are all finite exactly then (and cannot overflow)."""
+    return not grads or bool(torch.stack(torch._foreach_norm(torch._foreach_mul(grads, 0.0))).isfinite().all())
 
 
 class _NonFinite(Exception):
     def __init__(self, loss, params):
         self.loss = loss
         self.params = params
-
-
-def _set_lr(optim, lr):
-    for torch_optim in optim.optim_objs.values():
-        for group in torch_optim.param_groups:
-            group["lr"] = lr
 
 
 def fit_vi(
@@ -297,7 +300,7 @@ class _Run:
         self.info = dict(fingerprint)
         schedule = Schedule(**fingerprint["schedule"])
         self.lr = fingerprint["lr"]
-        self.optim = pyro.optim.Adam({"lr": self.lr, "betas": tuple(schedule.betas)})
+        self.optim = Adam(self.lr, schedule.betas)
         self.plan = ScheduleState(schedule, fingerprint["steps"])
         self.losses = []
         self.done = False
@@ -354,7 +357,7 @@ class _Run:
         steps = self.fingerprint["steps"]
         bar = tqdm(total=steps, initial=len(self.losses), desc=f"fit_vi[{self.fingerprint['guide']}]",
                    disable=not progress or self.done, leave=False, dynamic_ncols=True)
-        factor = None  # the optimizers exist after the first step; the step size is set from then on
+        factor = None  # the optimizer exists after the first step; the step size is set from then on
         smoothed = None
         try:
             step = len(self.losses)
@@ -368,7 +371,7 @@ class _Run:
                 step += 1
                 if self.plan.factor(step) != factor:
                     factor = self.plan.factor(step)
-                    _set_lr(self.optim, self.lr * factor)
+                    self.optim.set_lr(self.lr * factor)
                 if checkpoint and (self.done or step % checkpoint_every == 0):
                     save_checkpoint(checkpoint, self.snapshot())
                 bar.update(1)
