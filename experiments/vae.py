@@ -85,7 +85,7 @@ def train(config, x, seed, checkpoint=None, progress=True):
         binarize=config.binarize and config.decoder == "bernoulli", seed=seed,
     )
     fit = vt.fit_vi(pair.model, pair.guide, pair.prepare(x), objective=config.objective,
-                    steps=config.epochs * per_epoch, lr=config.lr, seed=seed, jit=False, progress=progress,
+                    steps=config.epochs * per_epoch, lr=config.lr, seed=seed, progress=progress,
                     schedule=vt.Schedule(early_stop=False), checkpoint=checkpoint, checkpoint_every=per_epoch)
     return fit.model.__self__, fit
 

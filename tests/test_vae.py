@@ -129,6 +129,7 @@ def test_gaussian_decoder_learns_the_noise_variance_of_ppca():
     with torch.no_grad():
         cov = linear.weight @ linear.weight.T + variance * torch.eye(D)
         exact = torch.distributions.MultivariateNormal(linear.bias, cov).log_prob(x)
+    assert torch.allclose(vae.exact_log_likelihood(x), exact)
     assert abs(float((exact - true).mean())) < 0.05
 
     x_eval, exact_eval = x[:500], exact[:500].double()
@@ -172,6 +173,10 @@ def test_kl_warmup_ramps_the_weight_of_the_latent_site_in_model_and_guide():
             assert guide.nodes["z"]["scale"] == model.nodes["z"]["scale"]
             scales.append(float(model.nodes["z"]["scale"]))
     assert scales == [0.5, 1.0, 1.5, 2.0, 2.0]
+    # a compiled trace would freeze the weight: the model refuses the JIT, and fit_vi falls back to the plain ELBO
+    pair = models.get("vae", x_dim=4, z_dim=2, hidden=(), beta=2.0, warmup_steps=4, batch_size=3)
+    fit = vt.fit_vi(pair.model, pair.guide, x, objective="elbo-plain", steps=5, progress=False)
+    assert fit.info["jit"] is False
 
 
 def _write_idx(path, array, gz):
@@ -211,3 +216,5 @@ def test_missing_files_and_bad_settings_raise_typed_errors(tmp_path):
         models.get("vae", x_dim=4, decoder="poisson")
     with pytest.raises(ConfigError, match="k must be"):
         iwae.iwae(lambda x, n: torch.zeros(n, len(x)), torch.zeros(2, 4), 0)
+    with pytest.raises(ConfigError, match="linear Gaussian decoder"):
+        models.get("vae", x_dim=4).exact_log_likelihood(torch.zeros(2, 4))
