@@ -28,7 +28,7 @@ GUIDES = ["normal", "mvn", "iaf", "pair"]  # "pair": the pair's own hand-written
 
 
 def run_one(name, opts):
-    label, pair, args, reference, derive = load_target(name)
+    label, pair, args, reference = load_target(name)
     fits = {}
     for guide in opts.guides:
         fits[f"VI {guide}"] = vt.fit_vi(
@@ -39,7 +39,7 @@ def run_one(name, opts):
                        seed=opts.seed, progress=False)
     fits["NUTS"] = nuts
     # 10,000 draws and weights per VI fit: k-hat from 4,000 weights spreads by ~0.1
-    table = compare(fits, reference, draws=10_000, seed=opts.seed, derive=derive)
+    table = compare(fits, reference, draws=10_000, seed=opts.seed)
     summary = nuts.summary()
     nuts_row = table.method == "NUTS"
     table.loc[nuts_row, "divergences"] = nuts.divergences

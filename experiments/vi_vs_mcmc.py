@@ -64,8 +64,7 @@ def posteriordb_args(pair, data):
 
 
 def load_target(target):
-    """(label, pair, args, reference, derive): reference draws or the exact posterior, and the pair's ``derive``
-    (site draws -> site draws with derived quantities NUTS does not record), or None."""
+    """(label, pair, args, reference): the pair, its data, and reference draws or the exact posterior."""
     root = posteriordb.default_root()
     if target == AUTO:
         target = "eight_schools-eight_schools_noncentered" if root else FALLBACK
@@ -75,7 +74,7 @@ def load_target(target):
             target = pair.posteriordb
         elif pair.has_exact_posterior:
             args = pair.simulate(seed=0)
-            return target, pair, args, pair.posterior(*args), None  # exact: sampled for W1
+            return target, pair, args, pair.posterior(*args)  # exact: sampled for W1
         else:
             raise ConfigError(f"target {target!r} has neither an exact posterior nor posteriordb reference draws")
     if root is None or not (root / target).is_dir():
@@ -85,7 +84,7 @@ def load_target(target):
         )
     pair = posteriordb_pair(target)
     post = posteriordb.load(root / target)
-    return target, pair, posteriordb_args(pair, post.data), post.reference_draws(), getattr(pair, "derive", None)
+    return target, pair, posteriordb_args(pair, post.data), post.reference_draws()
 
 
 def _fits(config, pair, args, seed):
@@ -119,16 +118,16 @@ def pair_plot(draws, x, y, max_points=800):
 
 
 def run(config, folder, seed):
-    label, pair, args, reference, derive = load_target(config.target)
+    label, pair, args, reference = load_target(config.target)
     with one_thread():  # small models: intra-op threads only contend (a full-rank fit ran 4x slower on two)
         fits = _fits(config, pair, args, seed)
-    table = compare(fits, reference, draws=config.vi_draws, seed=seed, derive=derive)
+    table = compare(fits, reference, draws=config.vi_draws, seed=seed)
     table.insert(0, "target", label)
     folder.save_table("comparison", table)
     ref_draws, moments = reference_draws_and_moments(reference, config.vi_draws, seed)
     draws = {"reference": ref_draws} if ref_draws is not None else {}
     for method, result in fits.items():
-        flat = method_draws(result, config.vi_draws, seed, derive)
+        flat = method_draws(result, config.vi_draws, seed)
         draws[method] = {label: flat[label] for label in moments}  # the reference's parameters only
         folder.save_result(method.replace(" ", "-"), result)
     labels = list(moments)

@@ -5,12 +5,11 @@ Stan original (posteriordb ``eight_schools_noncentered``)::
     theta_trans ~ normal(0, 1) (J);  mu ~ normal(0, 5);  tau ~ cauchy(0, 5) (lower=0)
     theta = theta_trans * tau + mu;  y_j ~ normal(theta_j, sigma_j)
 
-``theta`` is recorded with ``pyro.deterministic``, so its draws carry posteriordb's labels ``theta[0]`` ...
-``theta[7]`` (0-based). Data: ``posteriordb.load(root / "eight_schools-eight_schools_noncentered").data``,
+``theta`` is recorded with ``pyro.deterministic``, so VI and NUTS draws both carry posteriordb's labels
+``theta[0]`` ... ``theta[7]`` (0-based). Data: ``posteriordb.load(root / "eight_schools-eight_schools_noncentered").data``,
 the model's arguments by name (``y``, ``sigma``).
 """
 
-import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
@@ -60,11 +59,3 @@ class EightSchools(ModelPair):
         pyro.sample("tau", dist.LogNormal(tau_loc, tau_scale))
         with pyro.plate("schools", y.shape[-1]):
             pyro.sample("theta_trans", dist.Normal(loc, scale))
-
-    @staticmethod
-    def derive(draws):
-        """Site draws with theta = mu + tau * theta_trans added where missing (NUTS records latent sites only)."""
-        if "theta" not in draws:
-            mu, tau = (np.asarray(draws[k])[:, None] for k in ("mu", "tau"))
-            draws = {**draws, "theta": mu + tau * np.asarray(draws["theta_trans"])}
-        return draws

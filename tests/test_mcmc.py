@@ -30,3 +30,19 @@ def test_mcmc_shapes(nm_mcmc):
     assert dict(idata.posterior.sizes) == {"chain": 2, "draw": 2000}
     assert set(idata.posterior.data_vars) == {"mu"}
     assert idata.sample_stats["diverging"].shape == (2, 2000)
+
+
+def test_mcmc_draws_carry_deterministic_sites_like_vi_draws():
+    """Eight schools records theta = mu + tau * theta_trans with pyro.deterministic: NUTS draws carry it too,
+    computed at each draw, so VI and MCMC results have the same sites."""
+    import models
+    import vi_toolkit as vt
+
+    pair = models.get("eight-schools")
+    y, sigma = pair.check_data([28.0, 8, -3, 7, -1, 1, 18, 12], [15.0, 10, 16, 11, 9, 11, 10, 18])
+    draws = vt.run_mcmc(pair.model, y, sigma, draws=50, warmup=50, chains=1, progress=False).draws()
+    assert draws["theta"].shape == (50, 8)
+    np.testing.assert_allclose(draws["theta"], draws["mu"][:, None] + draws["tau"][:, None] * draws["theta_trans"],
+                               rtol=1e-5, atol=1e-5)
+    vi = vt.fit_vi(pair.model, pair.guide, y, sigma, steps=10, progress=False)
+    assert set(vi.draws(10)) == set(draws)

@@ -81,11 +81,3 @@ def test_bad_data_raise_data_errors():
         models.get("sblri").check_data(np.zeros((3, 2)), np.zeros(4))
     with pytest.raises(DataError, match="no entries"):
         posteriordb_args(models.get("sblri"), {"y": [1.0]})
-
-
-def test_eight_schools_theta_is_derived_for_nuts_draws():
-    label, pair, args, reference, derive = load_target("eight-schools")
-    draws = {"mu": np.array([1.0, 2.0]), "tau": np.array([2.0, 0.5]), "theta_trans": np.ones((2, 8))}
-    theta = derive(draws)["theta"]
-    assert theta.shape == (2, 8) and np.allclose(theta[:, 0], [3.0, 2.5])
-    assert derive({**draws, "theta": theta})["theta"] is theta and label == pair.posteriordb  # VI draws keep theirs

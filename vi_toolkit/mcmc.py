@@ -26,7 +26,7 @@ import numpy as np
 import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.infer import MCMC, NUTS
+from pyro.infer import MCMC, NUTS, Predictive
 from pyro.infer.autoguide.initialization import init_to_value
 from pyro.infer.mcmc.adaptation import BlockMassMatrix
 from torch.distributions import biject_to
@@ -144,6 +144,18 @@ def start_from_vi(vi_result, model, args, kwargs, chains, seed=0, mass="dense", 
     return Start(values, inverse_mass.to(torch.get_default_dtype()), sites)
 
 
+def _deterministic(model, args, kwargs, samples):
+    """The model's ``pyro.deterministic`` sites at each draw (NUTS records the latent sites only), so that MCMC
+    draws carry the same sites as VI draws: site -> tensor (draws, *shape)."""
+    trace = poutine.trace(model).get_trace(*args, **kwargs)
+    names = [name for name, site in trace.nodes.items()
+             if site["type"] == "sample" and site["infer"].get("_deterministic")]
+    if not names:
+        return {}
+    with torch.no_grad():
+        return Predictive(model, posterior_samples=samples, return_sites=names)(*args, **kwargs)
+
+
 def _run_chain(model, args, kwargs, draws, warmup, seed, progress, jit, target_accept, start=None):
     pyro.set_rng_seed(seed)
     options = {}
@@ -158,7 +170,9 @@ def _run_chain(model, args, kwargs, draws, warmup, seed, progress, jit, target_a
         if jit:
             warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
         mcmc.run(*args, **kwargs)
-    samples = {name: value.detach().numpy() for name, value in mcmc.get_samples().items()}
+    samples = mcmc.get_samples()
+    samples = {**samples, **_deterministic(model, args, kwargs, samples)}
+    samples = {name: value.detach().numpy() for name, value in samples.items()}
     diverging = np.zeros(draws, dtype=bool)
     diverging[list(mcmc.diagnostics()["divergences"]["chain 0"])] = True
     return samples, diverging
