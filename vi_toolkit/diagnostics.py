@@ -37,9 +37,9 @@ def psis_khat(log_weights):
 
 
 def khat_verdict(k):
-    """Plain words for k-hat: < 0.5 good, 0.5-0.7 usable, > 0.7 do not trust."""
+    """Plain words for k-hat (Yao et al. 2018): < 0.5 good, 0.5-0.7 usable but not perfect, > 0.7 do not trust."""
     if k < GOOD:
         return "good: the fit is close to the posterior"
     if k <= USABLE:
-        return "usable: estimates are fine, tails are off"
+        return "usable, not perfect: means are fine, check variances and tails against MCMC"
     return "do not trust: q misses posterior mass"
