@@ -242,6 +242,34 @@ def test_no_early_stop_runs_all_steps(normal_mean):
     assert result.info["steps_run"] == len(result.losses) == 600
 
 
+def test_time_budget_decays_over_the_last_fifth_and_stops_when_spent():
+    """max_seconds=10 at 0.01 s per step: no plateau (falling losses), so the decay starts once 8 s are spent
+    (step 800) over the 200 steps that fit in the 2 s left, and the fit stops at 10 s (step 1000)."""
+    from vi_toolkit.schedule import ScheduleState
+
+    plan = ScheduleState(vt.Schedule(), steps=10**6, max_seconds=10.0)
+    losses, step = [], 0
+    while True:
+        losses.append(-step)
+        if plan.update(step, losses, seconds=0.01 * (step + 1)):
+            break
+        step += 1
+    assert plan.decay_start == 800 and plan.cooldown == 200 and step + 1 == 1000
+    assert plan.factor(900) == pytest.approx(0.1) and plan.factor(1000) == pytest.approx(0.01)
+
+
+def test_time_budget_stops_a_fit(normal_mean):
+    pair, y, _ = normal_mean
+    result = vt.fit_vi(pair.model, "normal", y, steps=10**6, max_seconds=1.0, progress=False,
+                       schedule=vt.Schedule(early_stop=False))
+    # it stops when the decay, begun at 80% of the budget, ends (the pace estimate counts set-up, so a little
+    # early) or at the first step past the budget; 10 s leaves room for a loaded machine. The decay within the
+    # budget is checked step by step in the test above.
+    assert 0.8 <= result.seconds < 10 and result.info["steps_run"] < 10**6
+    with pytest.raises(vt.ConfigError, match="max_seconds"):
+        vt.fit_vi(pair.model, "normal", y, max_seconds=0, progress=False)
+
+
 # 10. ELBO and draws -------------------------------------------------------------------------------------------------
 
 

@@ -5,6 +5,10 @@ no better than over the ``window`` before it (the drop is below two standard err
 relative), or when only ``cooldown`` steps are left, the step size decays geometrically to
 ``lr * final_lr`` over the cooldown, and the fit stops at its end. The fit returned is thus settled at a
 small step size, not a snapshot of a noisy constant-step iterate; ``steps`` is always the upper bound.
+
+With a time budget (``max_seconds``) the same holds in time: when only the ``cooldown`` fraction of the budget
+is left, the decay starts over as many steps as fit in the time left at the pace so far, and the fit stops
+when the budget is spent, whichever of steps and seconds runs out first.
 """
 
 import math
@@ -53,9 +57,10 @@ CONSTANT = Schedule(decay=False)
 class ScheduleState:
     """Runs a :class:`Schedule` over a fit of at most ``steps`` steps: step-size factor and stop signal."""
 
-    def __init__(self, schedule, steps):
+    def __init__(self, schedule, steps, max_seconds=None):
         self.schedule = schedule
         self.steps = steps
+        self.max_seconds = max_seconds
         self.window = schedule.window or max(25, steps // 20)
         self.cooldown = max(1, int(round(schedule.cooldown * steps)))
         self.decay_start = None  # step at which the decay began
@@ -67,15 +72,20 @@ class ScheduleState:
         progress = min(1.0, (step - self.decay_start) / self.cooldown)
         return self.schedule.final_lr**progress
 
-    def update(self, step, losses):
-        """Call after step ``step`` with all losses so far; returns True when the fit should stop."""
+    def update(self, step, losses, seconds=0.0):
+        """Call after step ``step`` with all losses so far and the seconds spent; True when the fit should stop."""
         done = step + 1
-        if done >= self.steps:
+        budget = self.max_seconds
+        if done >= self.steps or (budget is not None and seconds >= budget):
             return True
         if not self.schedule.decay:
             return False
         if self.decay_start is None:
-            if done >= self.steps - self.cooldown or (
+            if budget is not None and seconds >= (1 - self.schedule.cooldown) * budget:
+                left = int((budget - seconds) * done / max(seconds, 1e-9))  # steps that fit in the time left
+                self.cooldown = max(1, min(self.cooldown, left))
+                self.decay_start = done
+            elif done >= self.steps - self.cooldown or (
                 self.schedule.early_stop and done % self.window == 0 and self._plateau(losses)
             ):
                 self.decay_start = done
@@ -93,7 +103,9 @@ class ScheduleState:
         return drop < max(2.0 * stderr, self.schedule.rtol * abs(after.mean()))
 
     def state_dict(self):
-        return {"decay_start": self.decay_start, "schedule": asdict(self.schedule), "steps": self.steps}
+        return {"decay_start": self.decay_start, "cooldown": self.cooldown, "schedule": asdict(self.schedule),
+                "steps": self.steps}
 
     def load_state_dict(self, state):
         self.decay_start = state["decay_start"]
+        self.cooldown = state["cooldown"]

@@ -28,6 +28,7 @@ from .guides import make_guide
 from .inference_data import from_chains, to_numpy
 from .objectives import OBJECTIVES, as_objective, make_elbo
 from .schedule import Schedule, ScheduleState
+from .validate import positive
 
 
 class VIResult:
@@ -224,6 +225,7 @@ def fit_vi(
     checkpoint_every=100,
     schedule=None,
     jit=True,
+    max_seconds=None,
     **model_kwargs,
 ):
     """Fit ``guide`` to the posterior of ``model`` given ``*args, **model_kwargs`` by maximizing an ELBO.
@@ -236,6 +238,8 @@ def fit_vi(
       loss stops improving, then a geometric decay to ``lr/100`` over the last 20% of ``steps``, then stop).
     - ``num_particles`` > 1 vectorizes the particles where the model broadcasts, else loops over them.
     - ``jit``: use the JIT-compiled ELBO where it compiles and agrees with the plain one (checked).
+    - ``max_seconds``: a time budget (set-up included): the schedule's decay starts when the last ``cooldown``
+      fraction of it is left, and the fit stops when it is spent or after ``steps``, whichever comes first.
     - ``checkpoint``: a path; state is saved atomically every ``checkpoint_every`` steps and at the end, and a
       call with the same path resumes from it.
     - Runs in its own parameter-store scope; the first step runs with Pyro's validation on, later steps off.
@@ -243,6 +247,8 @@ def fit_vi(
       parameters, with ``partial_result`` holding the last good parameters.
     """
     _check_settings(steps, lr, num_particles, checkpoint_every)
+    if max_seconds is not None:
+        positive("max_seconds", max_seconds)
     custom_elbo = isinstance(objective, ELBO)
     if not custom_elbo:
         objective = as_objective(objective)
@@ -256,6 +262,7 @@ def fit_vi(
         "guide": guide_name,
         "lr": lr,
         "steps": steps,
+        "max_seconds": max_seconds,
         "num_particles": num_particles,
         "seed": seed,
         "schedule": asdict(schedule),
@@ -301,7 +308,7 @@ class _Run:
         schedule = Schedule(**fingerprint["schedule"])
         self.lr = fingerprint["lr"]
         self.optim = Adam(self.lr, schedule.betas)
-        self.plan = ScheduleState(schedule, fingerprint["steps"])
+        self.plan = ScheduleState(schedule, fingerprint["steps"], fingerprint["max_seconds"])
         self.losses = []
         self.done = False
         self.seconds_before = 0.0
@@ -367,7 +374,7 @@ class _Run:
                     pyro.enable_validation(False)  # validated once; the rest runs without checks
                 self.losses.append(loss)
                 smoothed = loss if smoothed is None else 0.95 * smoothed + 0.05 * loss
-                self.done = self.plan.update(step, self.losses)
+                self.done = self.plan.update(step, self.losses, self.seconds())
                 step += 1
                 if self.plan.factor(step) != factor:
                     factor = self.plan.factor(step)
