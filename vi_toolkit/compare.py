@@ -42,9 +42,8 @@ def reference_draws_and_moments(reference, draws=4000, seed=0):
     return reference, moments
 
 
-def method_draws(result, draws=4000, seed=0, derive=None):
-    """label -> 1-D draws of a VI/MCMC/saved result or a dict of draws; ``derive`` (site draws -> site draws)
-    adds derived quantities first."""
+def method_draws(result, draws=4000, seed=0):
+    """label -> 1-D draws of a VI/MCMC/saved result (``pyro.deterministic`` sites included) or a dict of draws."""
     if isinstance(result, dict):
         site_draws = {name: np.asarray(v) for name, v in result.items()}
     elif getattr(result, "kind", None) == "vi" and hasattr(result, "log_weights"):
@@ -55,8 +54,6 @@ def method_draws(result, draws=4000, seed=0, derive=None):
         raise DataError(
             f"cannot compare a {type(result).__name__}: pass a VIResult, MCMCResult, SavedResult or a dict of draws"
         )
-    if derive is not None:
-        site_draws = derive(dict(site_draws))
     return flatten(site_draws)
 
 
@@ -69,7 +66,7 @@ def _vi_diagnostics(result, draws, seed):
     return float(metrics.get("elbo", math.nan)), math.nan
 
 
-def compare(results, reference, *, draws=4000, seed=0, derive=None, reference_draws=4000):
+def compare(results, reference, *, draws=4000, seed=0, reference_draws=4000):
     """One row per method: seconds, standardized mean error |mean - ref_mean| / ref_sd (max and mean over
     parameters), sd ratio sd / ref_sd (min and max), 1-Wasserstein distance per marginal in reference sds
     (W1(draws, ref draws) / ref_sd; max and mean), and for VI the ELBO and the PSIS k-hat (Yao et al. 2018)
@@ -77,21 +74,21 @@ def compare(results, reference, *, draws=4000, seed=0, derive=None, reference_dr
 
     ``results``: label -> VIResult, MCMCResult, SavedResult or dict of draws (site or label -> array).
     ``reference``: see :func:`reference_draws_and_moments`. The parameters compared are the reference's labels
-    (0-based, as :func:`vi_toolkit.agreement.flatten` names them). ``derive``: site draws -> site draws with
-    derived quantities (e.g. a transformed parameter), applied to every method's draws. VI results give
-    ``draws`` draws and ``draws`` importance weights, with ``seed``.
+    (0-based, as :func:`vi_toolkit.agreement.flatten` names them); record a transformed parameter in the model
+    with ``pyro.deterministic`` to compare it. VI results give ``draws`` draws and ``draws`` importance
+    weights, with ``seed``.
     """
     if not isinstance(results, dict) or not results:
         raise DataError("results must be a non-empty dict: label -> VI/MCMC result or dict of draws")
     ref_draws, ref_moments = reference_draws_and_moments(reference, reference_draws, seed)
     rows = []
     for label, result in results.items():
-        flat = method_draws(result, draws, seed, derive)
+        flat = method_draws(result, draws, seed)
         missing = sorted(set(ref_moments) - set(flat))
         if missing:
             raise DataError(
                 f"{label!r} has no draws of reference parameter(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}; "
-                f"it has {sorted(flat)[:8]}. Rename its sites, or add derived quantities with derive="
+                f"it has {sorted(flat)[:8]}. Rename its sites, or record derived quantities with pyro.deterministic"
             )
         agreement = moment_agreement(flat, ref_moments)
         row = {
