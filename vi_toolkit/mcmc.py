@@ -169,6 +169,7 @@ def _run_chain(model, args, kwargs, draws, warmup, seed, progress, jit, target_a
     with warnings.catch_warnings():
         if jit:
             warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace. is deprecated", category=FutureWarning)
         mcmc.run(*args, **kwargs)
     samples = mcmc.get_samples()
     samples = {**samples, **_deterministic(model, args, kwargs, samples)}
