@@ -31,7 +31,8 @@ class Config:
     D: int = 2  # synthetic only; iris has D=4
     n: int = 1000  # synthetic training points (iris: 100 of its 150 flowers train, 50 are held out)
     n_test: int = 1000  # synthetic held-out points
-    separation: float = 6.0  # synthetic: distance of the true means from the origin (unit-variance components)
+    separation: float = 6.0  # synthetic: distance of the true means from the origin
+    scale: float = 1.0  # synthetic: sd of each component in every coordinate
     steps: int = 2000
     lr: float = 0.05
     restarts: int = 3
@@ -54,7 +55,9 @@ def _data(config, seed):
     """(x_train, x_test, z_test, true_locs or None), x as float tensors."""
     if config.dataset == "synthetic":
         pair = models.get("gmm", K=config.K, D=config.D)
-        x, z, locs = pair.simulate(seed=seed, n=config.n + config.n_test, separation=config.separation)
+        x, z, locs = pair.simulate(
+            seed=seed, n=config.n + config.n_test, separation=config.separation, scale=config.scale
+        )
         return x[: config.n], x[config.n :], z[config.n :].numpy(), locs.numpy()
     if config.dataset == "iris":
         from sklearn.datasets import load_iris

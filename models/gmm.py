@@ -287,11 +287,12 @@ class GaussianMixture(ModelPair):
         table = az.summary(from_chains(chains), kind="all")
         return table[["mean", "sd", "r_hat", "ess_bulk", "ess_tail"]]
 
-    def simulate(self, seed=0, n=1000, separation=6.0, D=None, K=None):
-        """(x, z, true_locs): N points from K unit-variance components whose means lie on a circle of radius
+    def simulate(self, seed=0, n=1000, separation=6.0, D=None, K=None, scale=1.0):
+        """(x, z, true_locs): N points from K components with sd ``scale`` whose means lie on a circle of radius
         ``separation`` in the first two coordinates (uniform jitter of +-0.5 in the others), weights ~ 1/K."""
         K = self.K if K is None else K
         D = (self.D or 2) if D is None else D
+        scale = positive("scale", scale)
         g = torch.Generator().manual_seed(seed)
         angle = 2 * math.pi * torch.arange(K) / K + 0.3
         locs = torch.rand(K, D, generator=g) - 0.5
@@ -299,7 +300,7 @@ class GaussianMixture(ModelPair):
         if D > 1:
             locs[:, 1] = separation * angle.sin()
         z = torch.randint(K, (n,), generator=g)
-        x = locs[z] + torch.randn(n, D, generator=g)
+        x = locs[z] + scale * torch.randn(n, D, generator=g)
         return x, z, locs
 
 

@@ -204,3 +204,12 @@ def test_low_dim_gauss_mix_vi_matches_reference():
     with pytest.raises(vt.DataError):
         pair.log_predictive_density(result, torch.zeros(3, 2))
     assert math.isfinite(pair.log_predictive_density(result, y[:10], n=100).mean())
+
+
+def test_simulate_draws_components_of_the_given_sd():
+    pair = models.get("gmm", K=3, D=2)
+    x, z, locs = pair.simulate(seed=0, n=4000, scale=0.5)
+    residual_sd = float((x - locs[z]).std())
+    assert abs(residual_sd - 0.5) < 0.015  # 8,000 residuals: se of the sd 0.5 / sqrt(2 * 8000) = 0.004
+    with pytest.raises(vt.ConfigError, match="scale"):
+        pair.simulate(scale=0.0)
