@@ -6,8 +6,9 @@ Stan original (posteriordb ``eight_schools_noncentered``)::
     theta = theta_trans * tau + mu;  y_j ~ normal(theta_j, sigma_j)
 
 ``theta`` is recorded with ``pyro.deterministic``, so VI and NUTS draws both carry posteriordb's labels
-``theta[0]`` ... ``theta[7]`` (0-based). Data: ``posteriordb.load(root / "eight_schools-eight_schools_noncentered").data``,
-the model's arguments by name (``y``, ``sigma``).
+``theta[0]`` ... ``theta[7]`` (0-based). Data:
+``posteriordb.load(root / "eight_schools-eight_schools_noncentered").data``, the model's arguments by name
+(``y``, ``sigma``).
 """
 
 import pyro

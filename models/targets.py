@@ -5,8 +5,6 @@ posterior is the target itself and log p(x) = 0. The default guide is mean-field
 reverse-KL and forward-KL optima differ in the way the comparison is about.
 """
 
-import math
-
 import pyro
 import pyro.distributions as dist
 import torch
@@ -15,12 +13,7 @@ from torch.distributions import constraints
 from models import register
 from vi_toolkit.errors import ConfigError
 from vi_toolkit.pairs import ModelPair
-
-
-def _number(name, value, low=-math.inf, high=math.inf):
-    if isinstance(value, bool) or not (isinstance(value, (int, float)) and low < value < high):
-        raise ConfigError(f"{name} must be a number in ({low}, {high}), got {value!r}")
-    return float(value)
+from vi_toolkit.validate import between, finite, positive
 
 
 class _Target(ModelPair):
@@ -57,11 +50,11 @@ class CorrelatedGaussian(_Target):
     description = "2-D Gaussian with correlation r (exact mean-field reverse- and forward-KL optima)"
 
     def __init__(self, correlation=0.9, scales=(1.0, 1.0), loc=(0.0, 0.0)):
-        self.correlation = _number("correlation", correlation, -1.0, 1.0)
+        self.correlation = between("correlation", correlation, -1.0, 1.0)
         if len(scales) != 2 or len(loc) != 2:
             raise ConfigError(f"scales and loc must have two entries each, got {scales!r} and {loc!r}")
-        s = torch.tensor([_number("scales[i]", v, 0.0) for v in scales])
-        self.loc = torch.tensor([_number("loc[i]", v) for v in loc])
+        s = torch.tensor([positive("scales[i]", v) for v in scales])
+        self.loc = torch.tensor([finite("loc[i]", v) for v in loc])
         self.covariance = torch.outer(s, s) * torch.tensor([[1.0, self.correlation], [self.correlation, 1.0]])
         self.precision = torch.linalg.inv(self.covariance)
         self._scale_tril = torch.linalg.cholesky(self.covariance)
@@ -91,9 +84,9 @@ class Bimodal(_Target):
     description = "2-D two-component Gaussian mixture (exact mean and variance; reverse KL picks one mode)"
 
     def __init__(self, separation=4.0, scale=0.7, weight=0.5):
-        self.separation = _number("separation", separation, 0.0)
-        self.scale = _number("scale", scale, 0.0)
-        self.weight = _number("weight", weight, 0.0, 1.0)
+        self.separation = positive("separation", separation)
+        self.scale = positive("scale", scale)
+        self.weight = between("weight", weight, 0.0, 1.0)
         half = torch.tensor([self.separation / 2, 0.0])
         self.locs = torch.stack([-half, half])
         self.weights = torch.tensor([self.weight, 1.0 - self.weight])

@@ -22,6 +22,7 @@ from torch.distributions import biject_to
 from . import traces
 from .threads import one_thread
 from .errors import ConfigError, ModelGuideError
+from .validate import whole
 
 
 @dataclass(frozen=True)
@@ -397,8 +398,7 @@ def bounds(model, guide=None, *args, k=(1, 10, 100, 1000), log_evidence=None, se
     vectorized particles (e.g. ``X @ beta``) is traced once per weight: lower ``k`` or ``batches`` for it.
     """
     k = _check_k(k)
-    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 2:
-        raise ConfigError(f"batches must be a whole number >= 2, got {batches!r}")
+    batches = whole("batches", batches, 2)
     settings = ais if isinstance(ais, AIS) else AIS() if (ais or (ais is None and log_evidence is None)) else None
     model, guide, args, kwargs, scope = _resolve(model, guide, args, model_kwargs)
     with scope(), one_thread():

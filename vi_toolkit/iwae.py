@@ -22,7 +22,7 @@ import pandas as pd
 import pyro
 import torch
 
-from .errors import ConfigError
+from .validate import whole
 
 
 def _chunks(total, size):
@@ -33,8 +33,7 @@ def _chunks(total, size):
 @torch.no_grad()
 def iwae(log_weights, x, k, *, batch_size=100, max_draws=20_000, seed=0):
     """IWAE-k(x_n) = log (1/k) sum_{i<=k} w_i per row of ``x``, one draw of the estimator: tensor (N,)."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ConfigError(f"k must be a whole number >= 1, got {k!r}")
+    k = whole("k", k)
     pyro.set_rng_seed(seed)
     out = []
     for start in range(0, len(x), batch_size):

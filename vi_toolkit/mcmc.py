@@ -33,6 +33,7 @@ from torch.distributions import biject_to
 
 from .errors import ConfigError, ModelGuideError
 from .inference_data import from_chains
+from .validate import whole
 
 
 class MCMCResult:
@@ -82,8 +83,7 @@ class MCMCResult:
 
 def _check_counts(draws, warmup, chains):
     for name, value, low in (("draws", draws, 1), ("warmup", warmup, 0), ("chains", chains, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ConfigError(f"{name} must be a whole number >= {low}, got {value!r}")
+        whole(name, value, low)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,13 @@ def positive(name, value):
     return float(value)
 
 
+def between(name, value, low, high):
+    """``value`` as a float, or ConfigError if it is not a number strictly between ``low`` and ``high``."""
+    if isinstance(value, bool) or not (isinstance(value, (int, float, np.number)) and low < value < high):
+        raise ConfigError(f"{name} must be a number in ({low}, {high}), got {value!r}")
+    return float(value)
+
+
 def whole(name, value, low=1, allow_none=False):
     """``value`` as an int >= ``low`` (or None where allowed), or ConfigError."""
     if allow_none and value is None:

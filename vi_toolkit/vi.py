@@ -2,7 +2,8 @@
 
 Each step is Pyro's ``SVI.step`` (``loss_and_grads``, then Adam on the captured parameters: one fused
 optimizer, :mod:`vi_toolkit.adam`) with two additions: gradients are checked for NaN/inf *before* the update,
-so the last good parameters survive a numerical failure, and the step size follows :mod:`vi_toolkit.schedule`, which also decides when to stop.
+so the last good parameters survive a numerical failure, and the step size follows
+:mod:`vi_toolkit.schedule`, which also decides when to stop.
 """
 
 import copy
@@ -23,12 +24,12 @@ from tqdm.auto import tqdm
 from . import traces
 from .adam import Adam
 from .checkpoint import load_checkpoint, save_checkpoint
-from .errors import ConfigError, ModelGuideError, NumericalError
+from .errors import ModelGuideError, NumericalError
 from .guides import make_guide
 from .inference_data import from_chains, to_numpy
 from .objectives import OBJECTIVES, as_objective, make_elbo
 from .schedule import Schedule, ScheduleState
-from .validate import positive
+from .validate import positive, whole
 
 
 class VIResult:
@@ -124,12 +125,12 @@ def _isolate(model, guide):
     return model_copy, guide_copy
 
 
-def _check_settings(steps, lr, num_particles, checkpoint_every):
+def _check_settings(steps, lr, num_particles, checkpoint_every, max_seconds):
     for name, value in (("steps", steps), ("num_particles", num_particles), ("checkpoint_every", checkpoint_every)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ConfigError(f"lr must be a positive number, got {lr!r}")
+        whole(name, value)
+    positive("lr", lr)
+    if max_seconds is not None:
+        positive("max_seconds", max_seconds)
 
 
 def _zero_grads():
@@ -246,9 +247,7 @@ def fit_vi(
     - A NaN or infinite loss or gradient raises :class:`NumericalError` naming the offending sites and
       parameters, with ``partial_result`` holding the last good parameters.
     """
-    _check_settings(steps, lr, num_particles, checkpoint_every)
-    if max_seconds is not None:
-        positive("max_seconds", max_seconds)
+    _check_settings(steps, lr, num_particles, checkpoint_every, max_seconds)
     custom_elbo = isinstance(objective, ELBO)
     if not custom_elbo:
         objective = as_objective(objective)
