@@ -2,12 +2,8 @@
 
 import pyro
 import pytest
-import torch
 
-# The suite's models are small: one thread runs them faster than two competing for tiny tensor ops.
-torch.set_num_threads(1)
-
-import models
+from vi_toolkit import models
 import vi_toolkit as vt
 
 

@@ -9,7 +9,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-import models
+from vi_toolkit import models
 import vi_toolkit as vt
 from vi_toolkit.agreement import exact_moments
 from vi_toolkit.compare import compare
@@ -57,7 +57,7 @@ def test_exact_draws_agree_with_the_reference(table):
         assert abs(row.sd_ratio_min - 1) < 0.05 and row.sd_ratio_min == row.sd_ratio_max  # one parameter
         assert row.w1_max < 0.06  # W1 of two samples of N from one law: O(1/sqrt(N)) sds
         assert math.isnan(row.elbo) and math.isnan(row.khat) and row.verdict == ""
-    assert rows.loc["chains"].kind == "mcmc" and rows.loc["chains"].seconds == 1.5
+    assert rows.loc["chains"].kind == "nuts" and rows.loc["chains"].seconds == 1.5
     assert rows.loc["exact draws"].kind == "draws" and math.isnan(rows.loc["exact draws"].seconds)
 
 

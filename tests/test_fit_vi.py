@@ -8,7 +8,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-import models
+from vi_toolkit import models
 import vi_toolkit as vt
 
 LOC, SCALE = "AutoNormal.locs.mu", "AutoNormal.scales.mu"
@@ -302,11 +302,11 @@ def test_draws_reproducible_and_shaped(nm_fit8, linreg_fit):
 
 def test_inference_data(nm_fit8, linreg_fit):
     posterior = nm_fit8.to_inference_data(n=500).posterior
-    assert dict(posterior.sizes) == {"chain": 1, "draw": 500}
+    assert dict(posterior.sizes) == {"chain": 4, "draw": 125}  # 500 independent draws laid out as 4 chains
     assert set(posterior.data_vars) == {"mu"}
     posterior = linreg_fit.to_inference_data(n=500).posterior
     assert set(posterior.data_vars) == {"beta"}
-    assert posterior["beta"].shape == (1, 500, 3)
+    assert posterior["beta"].shape == (4, 125, 3)
 
 
 def test_autoguide_instance_is_copied_per_fit(normal_mean):

@@ -2,6 +2,7 @@
 
     import vi_toolkit as vt
     result = vt.fit_vi(model, "normal", data)       # SVI with a settled, checked, isolated engine
+    state = vt.svi.init(model, "normal", data)      # ... or the same fit one explicit step at a time
     mcmc = vt.run_mcmc(model, data)                 # NUTS baseline
     result.to_inference_data(), mcmc.summary()      # ArviZ for both
 """
@@ -21,6 +22,7 @@ from .errors import (  # noqa: E402
     UnknownNameError,
     VIToolkitError,
 )
+from . import svi  # noqa: E402
 from .bounds import AIS, Bounds, Estimate, bounds
 from .compare import compare
 from .diagnostics import khat_verdict, psis_khat
@@ -30,6 +32,8 @@ from .guides import AUTOGUIDES
 from .mcmc import MCMCResult, run_mcmc
 from .objectives import OBJECTIVES, Objective, register_objective
 from .pairs import ModelPair
+from .posterior import Posterior
+from .problem import Problem
 from .results import load_result
 from .schedule import CONSTANT, Schedule
 from .vi import VIResult, fit_vi
@@ -52,6 +56,8 @@ __all__ = [
     "ModelPair",
     "NumericalError",
     "Objective",
+    "Posterior",
+    "Problem",
     "ReweightedWakeSleep",
     "RunFolderError",
     "Schedule",
@@ -67,4 +73,5 @@ __all__ = [
     "psis_khat",
     "register_objective",
     "run_mcmc",
+    "svi",
 ]

@@ -15,13 +15,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _experiments():
-    import experiments  # the CLI is the one module that reaches the experiments
+    from vi_toolkit import experiments  # the CLI is the one module that reaches the experiments
 
     return experiments
 
 
 def cmd_list(args):
-    import models
+    from vi_toolkit import models
 
     print("models:")
     for name, text in models.describe().items():

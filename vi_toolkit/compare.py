@@ -10,6 +10,8 @@ from scipy.stats import wasserstein_distance
 from .agreement import flatten, moment_agreement
 from .diagnostics import khat_verdict, psis_khat
 from .errors import DataError
+from .isolation import isolated
+from .posterior import DEFAULT_DRAWS, Posterior
 
 
 def _is_moments(value):
@@ -20,62 +22,80 @@ def reference_draws_and_moments(reference, draws=4000, seed=0):
     """``reference`` as (label -> 1-D draws or None, label -> (mean, sd)).
 
     Accepted: label -> 1-D draws; label -> (mean, sd) (no draws, so no sample distance); site -> torch
-    Distribution (``pair.posterior(...)``: ``draws`` draws with ``seed``); an MCMC or saved result."""
-    if hasattr(reference, "draws") and hasattr(reference, "kind"):
+    Distribution (``pair.posterior(...)``: ``draws`` draws with ``seed``); any posterior result (its own
+    draws). Every reference sd must be positive and finite, every draw finite."""
+    if isinstance(reference, Posterior):
         reference = flatten(reference.draws())
     if not isinstance(reference, dict) or not reference:
         raise DataError(
             "reference must be a non-empty dict (label -> draws, label -> (mean, sd), or site -> torch "
-            f"Distribution) or an MCMC result; got {type(reference).__name__}"
+            f"Distribution) or a posterior result; got {type(reference).__name__}"
         )
     values = list(reference.values())
     if all(_is_moments(v) for v in values):
-        return None, {label: (float(m), float(s)) for label, (m, s) in reference.items()}
+        moments = {label: (float(m), float(s)) for label, (m, s) in reference.items()}
+        _check_moments(moments)
+        return None, moments
     if any(_is_moments(v) for v in values):
         raise DataError("reference mixes (mean, sd) pairs with draws; give all parameters one way")
     if all(isinstance(v, torch.distributions.Distribution) for v in values):
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
+        with isolated(seed):
             reference = flatten({site: d.sample((draws,)).numpy() for site, d in reference.items()})
-    reference = flatten({label: np.asarray(v, dtype=float) for label, v in reference.items()})
+    try:
+        reference = flatten({label: np.asarray(v, dtype=float) for label, v in reference.items()})
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"reference draws must be numeric arrays: {exc}") from None
+    for label, v in reference.items():
+        if len(v) < 2 or not np.isfinite(v).all():
+            raise DataError(f"reference draws of {label!r} must be at least 2 finite values")
     moments = {label: (float(v.mean()), float(v.std(ddof=1))) for label, v in reference.items()}
+    _check_moments(moments)
     return reference, moments
 
 
-def method_draws(result, draws=4000, seed=0):
-    """label -> 1-D draws of a VI/MCMC/saved result (``pyro.deterministic`` sites included) or a dict of draws."""
+def _check_moments(moments):
+    for label, (mean, sd) in moments.items():
+        if not (math.isfinite(mean) and math.isfinite(sd) and sd > 0):
+            raise DataError(
+                f"reference of {label!r} has mean {mean} and sd {sd}: the sd must be positive and both finite "
+                "(a constant parameter cannot be compared in standard deviations; leave it out)"
+            )
+
+
+def method_draws(result, draws=None, seed=0):
+    """label -> 1-D draws of a posterior result (``pyro.deterministic`` sites included) or of a dict of
+    draws (site or label -> array)."""
     if isinstance(result, dict):
         site_draws = {name: np.asarray(v) for name, v in result.items()}
-    elif getattr(result, "kind", None) == "vi" and hasattr(result, "log_weights"):
+    elif isinstance(result, Posterior):
         site_draws = result.draws(draws, seed)
-    elif hasattr(result, "draws"):
-        site_draws = result.draws()
     else:
         raise DataError(
-            f"cannot compare a {type(result).__name__}: pass a VIResult, MCMCResult, SavedResult or a dict of draws"
+            f"cannot compare a {type(result).__name__}: pass a posterior result (VIResult, MCMCResult, "
+            "vt.load_result(folder), ...) or a dict of draws"
         )
     return flatten(site_draws)
 
 
-def _vi_diagnostics(result, draws, seed):
-    """(ELBO, k-hat) of a VI result from one set of importance log-weights; the saved ELBO for a saved fit."""
-    if hasattr(result, "log_weights"):
-        log_w = result.log_weights(draws, seed)
-        return float(log_w.mean()), psis_khat(log_w)
-    metrics = getattr(result, "metrics", {})
-    return float(metrics.get("elbo", math.nan)), math.nan
+def _weight_diagnostics(result, draws, seed):
+    """(ELBO, k-hat) from one set of importance log-weights, or NaNs where the result has no density."""
+    log_w = result.log_weights(draws or DEFAULT_DRAWS, seed) if isinstance(result, Posterior) else None
+    if log_w is None:
+        return math.nan, math.nan
+    return float(log_w.mean()), psis_khat(log_w)
 
 
-def compare(results, reference, *, draws=4000, seed=0, reference_draws=4000):
+def compare(results, reference, *, draws=None, seed=0, reference_draws=4000):
     """One row per method: seconds, standardized mean error |mean - ref_mean| / ref_sd (max and mean over
     parameters), sd ratio sd / ref_sd (min and max), 1-Wasserstein distance per marginal in reference sds
     (W1(draws, ref draws) / ref_sd; max and mean), and for VI the ELBO and the PSIS k-hat (Yao et al. 2018)
     with its verdict (< 0.5 good, 0.5-0.7 usable, > 0.7 do not trust).
 
-    ``results``: label -> VIResult, MCMCResult, SavedResult or dict of draws (site or label -> array).
-    ``reference``: see :func:`reference_draws_and_moments`. The parameters compared are the reference's labels
-    (0-based, as :func:`vi_toolkit.agreement.flatten` names them); record a transformed parameter in the model
-    with ``pyro.deterministic`` to compare it. VI results give ``draws`` draws and ``draws`` importance
+    ``results``: label -> any posterior result (:class:`vi_toolkit.posterior.Posterior`) or dict of draws
+    (site or label -> array). ``reference``: see :func:`reference_draws_and_moments`. The parameters compared
+    are the reference's labels (0-based, as :func:`vi_toolkit.agreement.flatten` names them); record a
+    transformed parameter in the model with ``pyro.deterministic`` to compare it. Each result gives
+    ``draws`` draws (None: its own, see the protocol) and, where it has a density, as many importance
     weights, with ``seed``.
     """
     if not isinstance(results, dict) or not results:
@@ -93,7 +113,7 @@ def compare(results, reference, *, draws=4000, seed=0, reference_draws=4000):
         agreement = moment_agreement(flat, ref_moments)
         row = {
             "method": label,
-            "kind": getattr(result, "kind", "draws"),
+            "kind": result.info.get("method", "?") if isinstance(result, Posterior) else "draws",
             "seconds": float(getattr(result, "seconds", math.nan)),
             "std_mean_error_max": agreement.std_mean_error.max(),
             "std_mean_error_mean": agreement.std_mean_error.mean(),
@@ -108,9 +128,8 @@ def compare(results, reference, *, draws=4000, seed=0, reference_draws=4000):
         if ref_draws is not None:
             w1 = [wasserstein_distance(flat[p], ref_draws[p]) / ref_moments[p][1] for p in ref_moments]
             row["w1_max"], row["w1_mean"] = float(np.max(w1)), float(np.mean(w1))
-        if row["kind"] == "vi":
-            row["elbo"], row["khat"] = _vi_diagnostics(result, draws, seed)
-            if not math.isnan(row["khat"]):
-                row["verdict"] = khat_verdict(row["khat"])
+        row["elbo"], row["khat"] = _weight_diagnostics(result, draws, seed)
+        if not math.isnan(row["khat"]):
+            row["verdict"] = khat_verdict(row["khat"])
         rows.append(row)
     return pd.DataFrame(rows)

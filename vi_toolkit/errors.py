@@ -17,7 +17,13 @@ class UnknownNameError(VIToolkitError, LookupError):
 
 
 class ModelGuideError(VIToolkitError):
-    """The model and guide do not fit together (missing or extra sites, a failure on the first step)."""
+    """The model and guide do not fit together (missing or extra sites), or one of them raised during a fit:
+    ``step`` names the step and ``partial_result`` keeps the last good parameters (None before the first)."""
+
+    def __init__(self, message, *, step=None, partial_result=None):
+        super().__init__(message)
+        self.step = step
+        self.partial_result = partial_result
 
 
 class NumericalError(VIToolkitError, FloatingPointError):

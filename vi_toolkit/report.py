@@ -75,7 +75,7 @@ def _figure_html(path):
 
 
 def _results_html(folder):
-    """A list of saved results: method name, kind and seconds from each metrics.json."""
+    """A list of saved results: name, method and seconds from each metrics.json."""
     items = []
     for method in sorted(p for p in (folder / "results").glob("*") if p.is_dir()):
         metrics = _read_json(method / "metrics.json")
@@ -84,7 +84,7 @@ def _results_html(folder):
             continue
         seconds = metrics.get("seconds")
         seconds = f"{seconds:.1f} s" if isinstance(seconds, (int, float)) else "? s"
-        items.append(f"<li><b>{escape(method.name)}</b>: {escape(str(metrics.get('kind', '?')))}, {seconds}</li>")
+        items.append(f"<li><b>{escape(method.name)}</b>: {escape(str(metrics.get('method', '?')))}, {seconds}</li>")
     return f"<ul>{''.join(items)}</ul>" if items else '<p class="muted">no saved results</p>'
 
 

@@ -35,3 +35,10 @@ def whole(name, value, low=1, allow_none=False):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ConfigError(f"{name} must be a whole number >= {low}{' or None' if allow_none else ''}, got {value!r}")
     return int(value)
+
+
+def seed(value):
+    """A random seed as an int in [0, 2**32), numpy's range, or ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**32:
+        raise ConfigError(f"seed must be a whole number in [0, 2**32), got {value!r}")
+    return int(value)
