@@ -4,7 +4,7 @@ import pyro
 import pytest
 import torch
 
-import models
+from vi_toolkit import models
 from pyro.infer import Trace_ELBO
 from vi_toolkit.stl import JitTraceSTL_ELBO, TraceSTL_ELBO
 

@@ -11,13 +11,15 @@ import time
 
 import pyro
 import torch
-from torch.distributions import biject_to, transform_to
+from torch.distributions import transform_to
 from pyro.infer.autoguide import AutoDiagonalNormal, AutoMultivariateNormal, AutoNormal
 
 from . import traces
 from .errors import ConfigError, DataError, UnknownNameError
 from .guides import AUTOGUIDES, make_guide
-from .vi import VIResult
+from .log_density import UnconstrainedModel
+from .problem import PROBE_PARTICLES, Problem
+from .vi_result import VIResult
 
 FAMILIES = {"normal": AutoNormal, "diag": AutoDiagonalNormal, "mvn": AutoMultivariateNormal}
 
@@ -43,26 +45,35 @@ def _guide(guide, model):
     return guide, name, guide.model
 
 
-def _unconstrained(draws, model_trace, structure):
-    """site -> draws mapped to the unconstrained space, as a float tensor (n, *site_shape); checked."""
+def _unconstrained(draws, problem, structure):
+    """site -> draws mapped to the unconstrained space, as a float tensor (n, *unconstrained shape); checked:
+    DataError for missing sites, wrong shapes, too few draws, and values that are not finite, lie outside
+    the site's support, or do not vary (no Gaussian has zero variance)."""
     if not isinstance(draws, dict):
         raise DataError(f"draws must be a dict site -> array (n, *site_shape), got {type(draws).__name__}")
     missing = sorted(set(structure.latent_shapes) - set(draws))
     if missing:
         raise DataError(f"draws lack the model's latent site(s) {missing}; pass draws of every latent site")
-    out, sizes = {}, set()
+    values, sizes = {}, set()
     for name, shape in structure.latent_shapes.items():
-        values = torch.as_tensor(draws[name], dtype=torch.get_default_dtype())
-        if tuple(values.shape[1:]) != shape or values.shape[0] < 2:
+        value = torch.as_tensor(draws[name], dtype=torch.get_default_dtype())
+        if tuple(value.shape[1:]) != shape or value.shape[0] < 2:
             raise DataError(
-                f"draws[{name!r}] must have shape (n, *{shape}) with n >= 2 draws, got {tuple(values.shape)}"
+                f"draws[{name!r}] must have shape (n, *{shape}) with n >= 2 draws, got {tuple(value.shape)}"
             )
-        if not torch.isfinite(values).all():
-            raise DataError(f"draws[{name!r}] holds NaN or infinite values; remove those draws")
-        out[name] = biject_to(model_trace.nodes[name]["fn"].support).inv(values)
-        sizes.add(values.shape[0])
+        values[name] = value
+        sizes.add(value.shape[0])
     if len(sizes) > 1:
         raise DataError(f"every site needs the same number of draws, got {sorted(sizes)}")
+    target = UnconstrainedModel(problem.model, problem.args, problem.kwargs, structure.max_plate_nesting,
+                                vectorized=False)
+    out = target.unconstrained_sites(values)
+    for name, u in out.items():
+        if not (u.std(0) > 0).all():
+            raise DataError(
+                f"draws of site {name!r} do not vary in {int((u.std(0) == 0).sum())} coordinate(s); a Gaussian "
+                "family needs draws that vary in every coordinate"
+            )
     return out
 
 
@@ -93,7 +104,16 @@ def _set_moments(guide, name, unconstrained):
         raise DataError(
             f"a full-rank fit of {flat.shape[1]} coordinates needs more draws than that, got {flat.shape[0]}"
         )
-    cholesky = torch.linalg.cholesky(torch.cov(flat.T, correction=0).reshape(flat.shape[1], flat.shape[1]))
+    cov = torch.cov(flat.T.double(), correction=0).reshape(flat.shape[1], flat.shape[1])
+    cholesky, info = torch.linalg.cholesky_ex(cov)
+    # a coordinate whose variance given the ones before it is below 1e-6 of its own is a linear combination
+    # of them up to rounding: float32 guide parameters cannot hold that covariance
+    if info or (cholesky.diagonal() ** 2 < 1e-6 * cov.diagonal()).any():
+        raise DataError(
+            "the draws' covariance (unconstrained space) is singular: some coordinates are linear combinations "
+            "of others in every draw; use guide 'normal' or 'diag', or pass draws that vary jointly"
+        )
+    cholesky = cholesky.to(flat.dtype)
     scale = torch.diagonal(cholesky)
     _assign(f"{prefix}.scale", scale)
     _assign(f"{prefix}.scale_tril", cholesky / scale[:, None])
@@ -105,28 +125,30 @@ def fit_to_draws(guide, draws, *args, model=None, seed=0, **model_kwargs):
     - ``guide``: ``"normal"``, ``"diag"`` (mean-field) or ``"mvn"`` (full-rank) with ``model=``, or an
       ``AutoNormal`` / ``AutoDiagonalNormal`` / ``AutoMultivariateNormal`` instance.
     - ``draws``: site -> array (n, *site_shape) of posterior draws of every latent site (e.g.
-      ``run_mcmc(...).draws()`` or reference draws); ``*args, **model_kwargs``: the model's data.
-    - Returns a :class:`VIResult` (no loss history) with ``.draws``, ``.to_inference_data``, ``.elbo``.
+      ``run_mcmc(...).draws()`` or reference draws); ``*args, **model_kwargs``: the model's data. Draws that
+      are not finite, lie outside a site's support, or do not vary raise :class:`DataError`.
+    - Returns a :class:`VIResult` (no loss history) with ``.draws``, ``.to_inference_data``, ``.elbo``, on its
+      own parameters; ``seed`` is the private stream of setting up the guide (the caller's is left as it was).
     """
     start = time.perf_counter()
     guide, name, model = _guide(guide, model)
-    store = pyro.get_param_store()
-    with store.scope():
-        pyro.set_rng_seed(seed)
-        structure = traces.inspect_pair(model, guide, args, model_kwargs)  # also creates the guide's params
-        model_trace, _ = traces.trace_pair(model, guide, args, model_kwargs)
-        unconstrained = _unconstrained(draws, model_trace, structure)
+    problem = Problem.of(model, *args, **model_kwargs)
+    model, args, kwargs = problem.model, problem.args, problem.kwargs
+    params = {"params": {}, "constraints": {}}
+    with problem.isolated(seed, params=params):
+        structure = traces.inspect_pair(model, guide, args, kwargs)  # also creates the guide's params
+        unconstrained = _unconstrained(draws, problem, structure)
         _set_moments(guide, name, unconstrained)
-        vectorized = traces.broadcasts(model, guide, args, model_kwargs, 2, structure.max_plate_nesting)
-        return VIResult(
-            model=model,
-            guide=guide,
-            args=args,
-            kwargs=model_kwargs,
-            losses=[],
-            seconds=time.perf_counter() - start,
-            param_state=store.get_state(),
-            structure=structure,
-            vectorized=vectorized,
-            info={"objective": "fit-to-draws", "guide": name, "num_draws": len(next(iter(unconstrained.values())))},
+        vectorized = problem.broadcasts and traces.broadcasts(
+            model, guide, args, kwargs, PROBE_PARTICLES, structure.max_plate_nesting
         )
+    return VIResult(
+        problem=problem,
+        guide=guide,
+        structure=structure,
+        vectorized=vectorized,
+        param_state=params,
+        losses=[],
+        seconds=time.perf_counter() - start,
+        info={"objective": "fit-to-draws", "guide": name, "num_draws": len(next(iter(unconstrained.values())))},
+    )

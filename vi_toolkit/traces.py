@@ -1,5 +1,7 @@
-"""Tracing helpers shared by the engine, results and bounds: site discovery, vectorized particles, log weights."""
+"""Tracing helpers shared by the engine, results and bounds: site discovery, vectorized particles, draws of
+sites. (Log-probabilities of traces are reduced to log-weights in :mod:`vi_toolkit.log_weights`.)"""
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -8,7 +10,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.poutine.subsample_messenger import _Subsample as Subsample
 
-from .errors import DataError, ModelGuideError, VIToolkitError
+from .errors import ModelGuideError, VIToolkitError
 
 PARTICLE_PLATE = "_vt_particles"
 
@@ -22,7 +24,8 @@ class Structure:
     deterministic_shapes: dict  # model pyro.deterministic site -> value shape of one draw
 
 
-def _plate_nesting(trace):
+def plate_nesting(trace):
+    """The number of vectorized plate dimensions the trace uses (Pyro's max_plate_nesting)."""
     dims = [
         -frame.dim
         for site in trace.nodes.values()
@@ -62,15 +65,9 @@ def inspect_pair(model, guide, args, kwargs, *, enumerated_ok=False):
             f"running the model and guide once failed: {type(exc).__name__}: {exc}. "
             "Check that they take the same arguments and that the data has the shape the model expects"
         ) from exc
-    for name, site in model_trace.nodes.items():
-        if is_sample(site) and site["is_observed"]:
-            value = torch.as_tensor(site["value"])
-            if value.is_floating_point() and not torch.isfinite(value).all():
-                bad = int((~torch.isfinite(value)).sum())
-                raise DataError(
-                    f"observed site {name!r} holds {bad} NaN or infinite value(s); "
-                    "remove or impute them before fitting"
-                )
+    from .problem import check_observed  # (problem.py builds on this module)
+
+    check_observed(model_trace)
     latent = {
         n
         for n, s in model_trace.nodes.items()
@@ -98,7 +95,7 @@ def inspect_pair(model, guide, args, kwargs, *, enumerated_ok=False):
     deterministic = {
         n: tuple(s["value"].shape) for n, s in model_trace.nodes.items() if s.get("infer", {}).get("_deterministic")
     }
-    return Structure(shapes, max(_plate_nesting(model_trace), _plate_nesting(guide_trace)), deterministic)
+    return Structure(shapes, max(plate_nesting(model_trace), plate_nesting(guide_trace)), deterministic)
 
 
 def vectorize(fn, num_particles, max_plate_nesting):
@@ -112,25 +109,20 @@ def vectorize(fn, num_particles, max_plate_nesting):
 
 
 def particle_sum(log_prob, num_particles, max_plate_nesting):
-    """Sum a site's log-probability over everything but the particle dimension -> shape (num_particles,)."""
-    dim = max_plate_nesting + 1
-    if log_prob.dim() < dim or log_prob.shape[-dim] == 1:
-        return log_prob.sum().expand(num_particles)
-    return log_prob.reshape(log_prob.shape[: log_prob.dim() - dim + 1] + (-1,)).sum(-1).reshape(num_particles)
+    """Sum a site's log-probability over everything but the particle dimension -> shape (num_particles,).
+    (The reduction is :func:`vi_toolkit.log_weights.site_log_prob`; this is its joint, vectorized case.)"""
+    from .log_weights import site_log_prob
+
+    return site_log_prob(log_prob, -(max_plate_nesting + 1)).expand(num_particles)
 
 
-def _vectorized_log_weights(model, guide, args, kwargs, n, mpn):
-    guide_trace = poutine.trace(vectorize(guide, n, mpn)).get_trace(*args, **kwargs)
+def vectorized_pair(model, guide, args, kwargs, num_particles, max_plate_nesting):
+    """One trace of ``guide`` with ``num_particles`` vectorized particles and the model replayed against it."""
+    guide_trace = poutine.trace(vectorize(guide, num_particles, max_plate_nesting)).get_trace(*args, **kwargs)
     model_trace = poutine.trace(
-        poutine.replay(vectorize(model, n, mpn), trace=guide_trace)
+        poutine.replay(vectorize(model, num_particles, max_plate_nesting), trace=guide_trace)
     ).get_trace(*args, **kwargs)
-    log_w = torch.zeros(n)
-    for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
-        trace.compute_log_prob()
-        for site in trace.nodes.values():
-            if is_sample(site):
-                log_w = log_w + sign * particle_sum(site["log_prob"], n, mpn)
-    return log_w, model_trace, guide_trace
+    return model_trace, guide_trace
 
 
 def broadcasts(model, guide, args, kwargs, num_particles, max_plate_nesting):
@@ -142,13 +134,18 @@ def broadcasts(model, guide, args, kwargs, num_particles, max_plate_nesting):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            _, model_trace, _ = _vectorized_log_weights(
-                model, guide, args, kwargs, num_particles, max_plate_nesting
-            )
+            model_trace, guide_trace = vectorized_pair(model, guide, args, kwargs, num_particles, max_plate_nesting)
+            model_trace.compute_log_prob()
+            guide_trace.compute_log_prob()
     except (ValueError, RuntimeError, IndexError, TypeError, NotImplementedError):
         return False
+    return carries_particles(model_trace, num_particles, max_plate_nesting)
+
+
+def carries_particles(trace, num_particles, max_plate_nesting):
+    """Whether every sample site's log-probability in ``trace`` (computed) has the particle dimension."""
     dim = max_plate_nesting + 1
-    for site in model_trace.nodes.values():
+    for site in trace.nodes.values():
         if is_sample(site):
             lp = site["log_prob"]
             if lp.dim() < dim or lp.shape[-dim] != num_particles:
@@ -156,42 +153,165 @@ def broadcasts(model, guide, args, kwargs, num_particles, max_plate_nesting):
     return True
 
 
+def chunks(total, size):
+    """Sizes of consecutive chunks of at most ``size`` that add up to ``total``."""
+    for start in range(0, total, size):
+        yield min(size, total - start)
+
+
+def per_draw(value, n, shape):
+    """``value`` from a trace of ``n`` particles as a tensor (n, *shape), or None where it does not hold one
+    value per particle (a value that lacks the particle dimension)."""
+    value = torch.as_tensor(value)
+    if value.dim() == 0 or value.shape[0] != n or value.numel() != n * math.prod(shape):
+        return None if n > 1 or value.numel() != math.prod(shape) else value.reshape((1,) + shape)
+    return value.reshape((n,) + shape)
+
+
+def subsample_indices(trace):
+    """The plate indices drawn in ``trace`` (subsample site -> indices): what a rerun must reuse to see the
+    same mini-batch."""
+    return {name: site["value"] for name, site in trace.nodes.items()
+            if site["type"] == "sample" and isinstance(site["fn"], Subsample)}
+
+
+def _stack(outputs):
+    """Per-particle outputs (tensors, or tuples or dicts of them) stacked along a new first dimension."""
+    first = outputs[0]
+    if isinstance(first, dict):
+        return {key: torch.stack([out[key] for out in outputs]) for key in first}
+    if isinstance(first, tuple):
+        return tuple(torch.stack(parts) for parts in zip(*outputs))
+    return torch.stack(outputs)
+
+
+def _looped(fn, values):
+    count = len(next(iter(values.values())))
+    return _stack([fn({name: value[i] for name, value in values.items()}) for i in range(count)])
+
+
+def _vmapped(fn, values):
+    with pyro.validation_enabled(False), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # vmap's notes on operators that it runs one sample at a time
+        return torch.func.vmap(fn, randomness="error")(values)
+
+
+def vmappable(fn, values):
+    """Whether ``torch.func.vmap`` runs ``fn`` over the particles of ``values`` and gives what a loop gives
+    (checked on the first two particles). It does for most models written for one draw; a model that reads
+    a tensor's value in Python (``if x > 0``, ``.item()``) or samples an unconditioned site does not."""
+    head = {name: value[:2] for name, value in values.items()}
+    try:
+        batched, looped = _vmapped(fn, head), _looped(fn, head)
+    except Exception:  # noqa: BLE001 - any failure under vmap means: loop
+        return False
+    pairs = [(batched[k], looped[k]) for k in looped] if isinstance(looped, dict) else (
+        list(zip(batched, looped)) if isinstance(looped, tuple) else [(batched, looped)])
+    return all(a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-4, equal_nan=True) for a, b in pairs)
+
+
+def over_particles(fn, values, *, vmap=None):
+    """``fn`` (a function of one particle's values, site -> tensor, returning tensors or a tuple or dict of
+    them) on every particle of ``values`` (site -> tensor (P, ...)), stacked along a new first dimension:
+    batched by ``torch.func.vmap`` (``vmap=True``), in a Python loop (False), or by vmap where
+    :func:`vmappable` says it is exact (None)."""
+    if vmap is None:
+        vmap = vmappable(fn, values)
+    return _vmapped(fn, values) if vmap else _looped(fn, values)
+
+
+def holds_particles(trace, n, max_plate_nesting, shapes):
+    """Whether a trace of ``n`` vectorized particles holds one value of each site in ``shapes`` per particle
+    and a log-probability with the particle dimension at every sample site."""
+    if any(per_draw(trace.nodes[name]["value"], n, shape) is None for name, shape in shapes.items()):
+        return False
+    try:
+        trace.compute_log_prob()
+    except (ValueError, RuntimeError, IndexError, TypeError, NotImplementedError):
+        return False
+    return carries_particles(trace, n, max_plate_nesting)
+
+
 @torch.no_grad()
-def log_weights(model, guide, args, kwargs, num_samples, max_plate_nesting, *, vectorized=True, chunk=1000):
-    """Importance log-weights log w_s = log p(x, z_s) - log q(z_s), z_s ~ q, as a tensor of shape (num_samples,)."""
-    out = []
-    remaining = num_samples
-    while remaining > 0:
-        n = min(chunk, remaining)
-        if vectorized:
-            out.append(_vectorized_log_weights(model, guide, args, kwargs, n, max_plate_nesting)[0])
-        else:
-            for _ in range(n):
-                model_trace, guide_trace = trace_pair(model, guide, args, kwargs)
-                out.append((model_trace.log_prob_sum() - guide_trace.log_prob_sum()).reshape(1))
-        remaining -= n
-    return torch.cat(out)
+def site_draws(fn, args, kwargs, shapes, num_samples, max_plate_nesting, *, vectorized=None, chunk=1000):
+    """Values of the sites ``shapes`` (site -> shape of one draw) in ``num_samples`` runs of ``fn``: in
+    vectorized chunks of ``chunk`` particles (``vectorized=True``), one run per draw (False), or vectorized
+    where a first chunk shows that ``fn`` broadcasts over particles (None). Returns (site -> tensor
+    (num_samples, *shape), the runs as (particles, trace, vectorized))."""
+    runs = []
+    if vectorized is not False and num_samples > 0:
+        n = min(chunk, num_samples)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                trace = poutine.trace(vectorize(fn, n, max_plate_nesting)).get_trace(*args, **kwargs)
+            works = vectorized or holds_particles(trace, n, max_plate_nesting, shapes)
+        except Exception:  # noqa: BLE001 - a function that fails in a particle plate runs once per draw
+            if vectorized:
+                raise
+            works = False
+        if works:
+            runs.append((n, trace, True))
+            for n in chunks(num_samples - n, chunk):
+                runs.append((n, poutine.trace(vectorize(fn, n, max_plate_nesting)).get_trace(*args, **kwargs), True))
+    if not runs:
+        runs = [(1, poutine.trace(fn).get_trace(*args, **kwargs), False) for _ in range(num_samples)]
+    parts = {name: [] for name in shapes}
+    for n, trace, _ in runs:
+        for name, shape in shapes.items():
+            value = per_draw(trace.nodes[name]["value"], n, shape)
+            if value is None:
+                raise ModelGuideError(
+                    f"site {name!r} does not broadcast over vectorized particles (its value has shape "
+                    f"{tuple(trace.nodes[name]['value'].shape)} for {n} particles of shape {shape})"
+                )
+            parts[name].append(value)
+    return {name: torch.cat(values) for name, values in parts.items()}, runs
+
+
+def _deterministic_values(model, args, kwargs, names, fixed):
+    """fn(one particle's latent values) -> the model's deterministic sites ``names`` there (plate indices
+    ``fixed``), for :func:`over_particles`."""
+
+    def values(latent):
+        trace = poutine.trace(poutine.condition(model, data={**latent, **fixed})).get_trace(*args, **kwargs)
+        return {name: torch.as_tensor(trace.nodes[name]["value"]) for name in names}
+
+    return values
 
 
 @torch.no_grad()
 def posterior_draws(model, guide, args, kwargs, structure, num_samples, *, vectorized=True, chunk=1000):
     """Draws from the guide of the model's latent sites, and of its ``pyro.deterministic`` sites (the model
-    replayed on each draw): site -> tensor of shape (num_samples, *site_shape)."""
-    shapes = {**structure.latent_shapes, **structure.deterministic_shapes}
-    parts = {name: [] for name in shapes}
-    remaining = num_samples
-    while remaining > 0:
-        n = min(chunk, remaining) if vectorized else 1
-        run_guide = vectorize(guide, n, structure.max_plate_nesting) if vectorized else guide
-        trace = poutine.trace(run_guide).get_trace(*args, **kwargs)
-        if structure.deterministic_shapes:
-            run_model = vectorize(model, n, structure.max_plate_nesting) if vectorized else model
-            model_trace = poutine.trace(poutine.replay(run_model, trace=trace)).get_trace(*args, **kwargs)
-            trace.nodes.update({name: model_trace.nodes[name] for name in structure.deterministic_shapes})
+    run on each draw): site -> tensor of shape (num_samples, *site_shape).
+
+    ``vectorized``: the pair broadcasts over a particle plate. Where it does not, the guide still runs
+    vectorized if it broadcasts, and the model's deterministic sites are computed per draw (by
+    ``torch.func.vmap`` where exact, else in a loop). So is a deterministic value that lacks the particle
+    dimension in a vectorized trace (a constant, or a reduction such as ``beta.sum()`` over all particles)."""
+    mpn = structure.max_plate_nesting
+    draws, runs = site_draws(guide, args, kwargs, structure.latent_shapes, num_samples, mpn,
+                             vectorized=True if vectorized else None, chunk=chunk)
+    shapes = structure.deterministic_shapes
+    if not shapes:
+        return draws
+    parts, start, vmap = {name: [] for name in shapes}, 0, None
+    for n, guide_trace, run_vectorized in runs:
+        latent = {site: draws[site][start : start + n] for site in structure.latent_shapes}
+        start += n
+        values = {}
+        if vectorized or not run_vectorized:  # the model runs as the guide ran: replayed against its trace
+            run_model = vectorize(model, n, mpn) if run_vectorized else model
+            model_trace = poutine.trace(poutine.replay(run_model, trace=guide_trace)).get_trace(*args, **kwargs)
+            values = {name: per_draw(model_trace.nodes[name]["value"], n, shape) for name, shape in shapes.items()}
+        missing = [name for name in shapes if values.get(name) is None]
+        if missing:
+            fn = _deterministic_values(model, args, kwargs, missing, subsample_indices(guide_trace))
+            vmap = vmappable(fn, latent) if vmap is None else vmap  # decided on the first chunk
+            values.update(over_particles(fn, latent, vmap=vmap))
         for name, shape in shapes.items():
-            parts[name].append(trace.nodes[name]["value"].reshape((n,) + shape))
-        remaining -= n
-    return {name: torch.cat(values) for name, values in parts.items()}
+            parts[name].append(values[name].reshape((n,) + shape))
+    return {**draws, **{name: torch.cat(values) for name, values in parts.items()}}
 
 
 def nonfinite_sites(model, guide, args, kwargs):
