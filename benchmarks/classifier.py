@@ -27,9 +27,9 @@ import pyro
 import torch
 from pyro.infer import MCMC, NUTS
 
-import models
+from vi_toolkit import models
 import vi_toolkit as vt
-from models.classifier import load
+from vi_toolkit.models.classifier import load
 from vi_toolkit import calibration
 from vi_toolkit.agreement import flatten, moment_agreement
 from vi_toolkit.diagnostics import khat_verdict, psis_khat

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-import models
+from vi_toolkit import models
 import vi_toolkit as vt
 from vi_toolkit import images, iwae
 from vi_toolkit.io import write_json

@@ -1,4 +1,6 @@
-"""Experiments by name: each module here defines ``EXPERIMENT``; a new experiment is one new file."""
+"""Experiments by name: each module here that defines ``EXPERIMENT`` is one (a new experiment is one new file);
+``common`` holds what they share. Tests and benchmarks reach an experiment only through :func:`get` and
+:mod:`vi_toolkit.experiment` (``build_config``, ``run_experiment``), never through a module's internals."""
 
 import importlib
 import pkgutil

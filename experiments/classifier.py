@@ -3,17 +3,18 @@ metrics on a held-out split, posterior agreement with NUTS, PSIS k-hat, reliabil
 
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-import models
+from vi_toolkit import models
 import vi_toolkit as vt
-from models.classifier import load
+from vi_toolkit.models.classifier import load
 from vi_toolkit import calibration, plots
 from vi_toolkit.agreement import flatten, moment_agreement
 from vi_toolkit.diagnostics import khat_verdict, psis_khat
 from vi_toolkit.experiment import Experiment
+from vi_toolkit.experiments.common import loss_figure, sampler_diagnostics
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Config:
     guides: tuple[str, ...] = ("normal", "mvn", "delta")
     steps: int = 3000
     lr: float = 0.01
-    vi_draws: int = 4000
+    posterior_draws: int = 0  # draws of each result (0: its own: all NUTS draws, 4000 fresh VI draws)
     khat_draws: int = 2000
     nuts: bool = True
     nuts_init: str = "mvn"  # a fitted guide to start NUTS from (initial point and mass matrix); "" for none
@@ -34,12 +35,13 @@ class Config:
     chains: int = 2
 
 
-DEMO = {"steps": 1500, "vi_draws": 2000, "khat_draws": 1000, "draws": 300, "warmup": 150}
+DEMO = {"steps": 1500, "posterior_draws": 2000, "khat_draws": 1000, "draws": 300, "warmup": 150}
 
 
 def sd_scatter(draws, reference, methods):
     """Posterior sd of each coefficient under each VI method against NUTS's sd, with the identity line."""
-    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    fig = Figure(figsize=(4.2, 4.2))
+    ax = fig.subplots()
     ref = np.array([sd for _, sd in reference.values()])
     for k, method in enumerate(methods):
         sds = np.array([np.std(draws[method][label], ddof=1) for label in reference])
@@ -71,7 +73,7 @@ def run(config, folder, seed):
         fits["NUTS"] = vt.run_mcmc(
             pair.model, X, y, draws=config.draws, warmup=config.warmup, chains=config.chains, seed=seed, init=start
         )
-    draws = {m: (r.draws(config.vi_draws, seed) if r.kind == "vi" else r.draws()) for m, r in fits.items()}
+    draws = {m: r.draws(config.posterior_draws or None, seed) for m, r in fits.items()}
     flat = {m: flatten(d) for m, d in draws.items()}
     reference = None
     if "NUTS" in fits:
@@ -82,21 +84,19 @@ def run(config, folder, seed):
         row = {"method": method, "seconds": result.seconds, **calibration.metrics(predictions[method], split.y_test)}
         if reference is not None and method != "NUTS":
             agreement = moment_agreement(flat[method], reference)
-            row.update(max_std_mean_error=agreement.std_mean_error.max(), mean_std_mean_error=agreement.std_mean_error.mean())
-            if result.info["guide"] != "delta":  # a point estimate has no spread to compare
-                row.update(min_sd_ratio=agreement.sd_ratio.min(), max_sd_ratio=agreement.sd_ratio.max())
-        if result.kind == "vi" and result.info["guide"] != "delta":  # a point mass has no importance weights
-            row["khat"] = psis_khat(result.log_weights(config.khat_draws, seed))
+            row.update(max_std_mean_error=agreement.std_mean_error.max(), mean_std_mean_error=agreement.std_mean_error.mean(),
+                       min_sd_ratio=agreement.sd_ratio.min(), max_sd_ratio=agreement.sd_ratio.max())  # 0: a point mass
+        log_w = result.log_weights(config.khat_draws, seed)
+        if log_w is not None:  # an approximation with a density (not NUTS, not a point mass)
+            row["khat"] = psis_khat(log_w)
             row["verdict"] = khat_verdict(row["khat"])
-        if result.kind == "mcmc":
-            summary = result.summary()
-            row.update(min_ess_bulk=summary.ess_bulk.min(), max_r_hat=summary.r_hat.max(), divergences=result.divergences)
+        row.update(sampler_diagnostics(result))
         rows.append(row)
         folder.save_result(method.replace(" ", "-"), result)
     table = pd.DataFrame(rows)
     folder.save_table("metrics", table)
     folder.save_figure("reliability", calibration.reliability_diagram(predictions, split.y_test))
-    folder.save_figure("losses", plots.loss_traces({m: r.losses for m, r in fits.items() if r.kind == "vi"}))
+    folder.save_figure("losses", loss_figure(fits))
     shown = list(flat[next(iter(flat))])[:3] + ["intercept" if split.n_classes == 2 else "intercept[0]"]
     marginal_methods = [m for m in fits if m != "VI delta"]
     folder.save_figure("marginals", plots.marginals({m: {p: flat[m][p] for p in shown} for m in marginal_methods}))

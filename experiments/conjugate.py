@@ -4,11 +4,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-import models
+from vi_toolkit import models
 import vi_toolkit as vt
 from vi_toolkit import plots
 from vi_toolkit.agreement import exact_moments, flatten, moment_agreement
 from vi_toolkit.experiment import Experiment
+from vi_toolkit.experiments.common import loss_figure, sampler_diagnostics
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,8 @@ class Config:
     steps: int = 3000
     lr: float = 0.01
     num_particles: int = 8
-    vi_draws: int = 4000
+    posterior_draws: int = 0  # draws of each result compared (0: its own: all NUTS draws, 4000 fresh VI draws)
+    elbo_draws: int = 4000  # importance weights for the ELBO of each result with a density
     draws: int = 1000
     warmup: int = 1000
     chains: int = 2
@@ -42,7 +44,7 @@ def _fits(config, pair, args, seed):
     return fits
 
 
-def _row(pair_name, method, result, draws, reference, log_evidence):
+def _row(pair_name, method, result, draws, reference, log_evidence, config, seed):
     agreement = moment_agreement(draws, reference)
     row = {
         "pair": pair_name,
@@ -53,14 +55,11 @@ def _row(pair_name, method, result, draws, reference, log_evidence):
         "max_sd_ratio": agreement.sd_ratio.max(),
         "log_evidence": log_evidence,
     }
-    if result.kind == "vi":
-        row["elbo"] = result.elbo(num_particles=4000)
+    log_w = result.log_weights(config.elbo_draws, seed)
+    if log_w is not None:  # an approximation with a density: its ELBO, and the gap KL(q||p)
+        row["elbo"] = float(log_w.mean())
         row["gap_kl_q_p"] = log_evidence - row["elbo"]
-    else:
-        summary = result.summary()
-        row["max_r_hat"] = summary.r_hat.max()
-        row["min_ess_bulk"] = summary.ess_bulk.min()
-        row["divergences"] = result.divergences
+    row.update(sampler_diagnostics(result))
     return row
 
 
@@ -77,17 +76,15 @@ def run(config, folder, seed):
         fits = _fits(config, pair, args, seed)
         draws = {}
         for method, result in fits.items():
-            draws[method] = flatten(result.draws(config.vi_draws) if result.kind == "vi" else result.draws())
-            rows.append(_row(name, method, result, draws[method], reference, log_evidence))
+            draws[method] = flatten(result.draws(config.posterior_draws or None, seed))
+            rows.append(_row(name, method, result, draws[method], reference, log_evidence, config, seed))
             folder.save_result(f"{name}-{method.replace(' ', '-')}", result)
         folder.save_figure(f"{name}-marginals", plots.marginals(draws, exact=reference))
-        folder.save_figure(
-            f"{name}-losses", plots.loss_traces({m: r.losses for m, r in fits.items() if r.kind == "vi"})
-        )
+        folder.save_figure(f"{name}-losses", loss_figure(fits))
     table = pd.DataFrame(rows)
     folder.save_table("agreement", table)
     worst = table.groupby("method").max_std_mean_error.max()
-    gaps = table.dropna(subset=["gap_kl_q_p"]).set_index(["pair", "method"]).gap_kl_q_p
+    gaps = table.set_index(["pair", "method"]).get("gap_kl_q_p", pd.Series(dtype=float)).dropna()
     return (
         "Largest standardized mean error against the exact posterior: "
         + ", ".join(f"{m} {v:.3f}" for m, v in worst.items())

@@ -1,25 +1,29 @@
 """`gmm`: Gaussian mixtures by collapsed mean-field VI, VI with local factors (elbo-enum), NUTS and CAVI.
 
-Components of every method are ordered by the first coordinate of their mean (see :mod:`models.gmm`), so the
-draws, marginals and ellipses of all methods refer to the same labels.
+Components of every method are ordered by the first coordinate of their mean (see
+:mod:`vi_toolkit.models.gmm_posterior`), so the draws, marginals and ellipses of all methods refer to the same
+labels. Every method's result is a posterior (draws, InferenceData, losses where it has them), analysed alike.
 """
 
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 from sklearn.metrics import adjusted_rand_score
 
-import models
+from vi_toolkit import models
 import vi_toolkit as vt
 from vi_toolkit import plots
 from vi_toolkit.agreement import flatten
 from vi_toolkit.errors import ConfigError
 from vi_toolkit.experiment import Experiment
-from vi_toolkit.threads import one_thread
+from vi_toolkit.experiments.common import loss_figure
+from vi_toolkit.models.gmm_cavi import fit_cavi
+from vi_toolkit.models.gmm_posterior import assignments, label_ordered_summary, log_predictive_density, ordered_draws
+from vi_toolkit.models.gmm_restarts import fit_restarts
 
 DATASETS = ("synthetic", "iris")
 
@@ -36,17 +40,17 @@ class Config:
     steps: int = 2000
     lr: float = 0.05
     restarts: int = 3
-    vi_draws: int = 1000
+    posterior_draws: int = 0  # draws of each result (0: its own: all NUTS draws, 4000 fresh VI/CAVI draws)
     nuts: bool = True
     nuts_from_vi: bool = True  # start NUTS from the collapsed VI fit (see vt.run_mcmc's init)
     draws: int = 500
     warmup: int = 500
     chains: int = 2
-    save_results: bool = True  # results/<method>/ for VI and NUTS (saving a VI result takes seconds: its ELBO)
+    save_results: bool = True  # results/<method>/ for every method (saving a VI result takes seconds: its ELBO)
 
 
 DEMO = {
-    "n": 120, "n_test": 300, "steps": 300, "restarts": 1, "vi_draws": 300, "draws": 60, "warmup": 60,
+    "n": 120, "n_test": 300, "steps": 300, "restarts": 1, "draws": 60, "warmup": 60,
     "save_results": False,
 }
 
@@ -72,27 +76,27 @@ def _data(config, seed):
 
 
 def _fits(config, x, seed):
-    """label -> (pair, result) for each method."""
+    """label -> result (a posterior) for each method."""
     collapsed = models.get("gmm", K=config.K)
     local = models.get("gmm-meanfield", K=config.K)
     fit = dict(steps=config.steps, lr=config.lr, restarts=config.restarts, seed=seed, progress=False)
-    fits = {"VI": (collapsed, collapsed.fit(x, **fit)), "VI local": (local, local.fit(x, **fit))}
+    fits = {"VI": fit_restarts(collapsed, x, **fit), "VI local": fit_restarts(local, x, **fit)}
     if config.nuts:
         # from the VI fit (draws as starting points, its covariance as the mass matrix): NUTS stays exact, and
         # on overlapping clusters (iris) a start from the prior wandered for minutes in 1000-step trees
-        mcmc = vt.run_mcmc(
+        fits["NUTS"] = vt.run_mcmc(
             collapsed.model, x, draws=config.draws, warmup=config.warmup, chains=config.chains, seed=seed,
-            progress=False, init=fits["VI"][1] if config.nuts_from_vi else None,
+            progress=False, init=fits["VI"] if config.nuts_from_vi else None,
         )
-        fits["NUTS"] = (collapsed, mcmc)
-    fits["CAVI"] = (collapsed, collapsed.fit_cavi(x, seed=seed, restarts=config.restarts))
+    fits["CAVI"] = fit_cavi(collapsed, x, seed=seed, restarts=config.restarts)
     return fits
 
 
 def _ellipses(x, means, truth):
     """One panel per method (D >= 2): the data (first two coordinates) and each component's posterior mean as a
     2-sd ellipse of its diagonal covariance; true means as black crosses."""
-    fig, axes = plt.subplots(1, len(means), figsize=(3.6 * len(means), 3.6), squeeze=False)
+    fig = Figure(figsize=(3.6 * len(means), 3.6))
+    axes = fig.subplots(1, len(means), squeeze=False)
     for ax, (method, m) in zip(axes[0], means.items()):
         ax.scatter(x[:, 0], x[:, 1], s=4, color="0.6")
         for k in range(m["locs"].shape[0]):
@@ -107,38 +111,34 @@ def _ellipses(x, means, truth):
 
 
 def run(config, folder, seed):
-    with one_thread():  # small tensors: a second intra-op thread only adds contention
-        return _run(config, folder, seed)
-
-
-def _run(config, folder, seed):
     x, x_test, z_test, truth = _data(config, seed)
     fits = _fits(config, x, seed)
     rows, draws, means = [], {}, {}
-    for method, (pair, result) in fits.items():
-        ordered = pair.posterior_draws(result, config.vi_draws, seed)
+    for method, result in fits.items():
+        ordered = ordered_draws(result, config.posterior_draws or None, seed)
         means[method] = {k: v.mean(0) for k, v in ordered.items()}
         draws[method] = flatten(ordered)
         row = {
             "method": method,
-            "heldout_lpd_per_point": float(pair.log_predictive_density(ordered, x_test).mean()),
-            "adjusted_rand_index": adjusted_rand_score(z_test, pair.assignments(ordered, x_test)),
-            "seconds": sum(result.info.get("restart_seconds", [result.seconds])),  # VI: all restarts
+            "heldout_lpd_per_point": float(log_predictive_density(ordered, x_test).mean()),
+            "adjusted_rand_index": adjusted_rand_score(z_test, assignments(ordered, x_test)),
+            "seconds": sum(result.info.get("restart_seconds", [result.seconds])),  # restarted fits: all restarts
         }
         if truth is not None and config.K == len(truth):
             row["max_mean_error"] = float(np.abs(means[method]["locs"] - truth[truth[:, 0].argsort()]).max())
-        if result.kind == "mcmc":
-            summary = pair.mcmc_summary(result)
-            row.update(max_r_hat=summary.r_hat.max(), min_ess_bulk=summary.ess_bulk.min(), divergences=result.divergences)
-        if config.save_results and result.kind in ("vi", "mcmc"):
+        divergences = getattr(result, "divergences", None)
+        if divergences is not None:  # a sampler: its chains' diagnostics, label-ordered
+            summary = label_ordered_summary(result)
+            row.update(max_r_hat=summary.r_hat.max(), min_ess_bulk=summary.ess_bulk.min(), divergences=divergences)
+        if config.save_results:
             folder.save_result(method.replace(" ", "-"), result)
         rows.append(row)
     table = pd.DataFrame(rows)
     folder.save_table("gmm", table)
     if x.shape[1] > 1:
         folder.save_figure("components", _ellipses(x.numpy(), means, truth))
-    folder.save_figure("losses", plots.loss_traces({m: r.losses for m, (_, r) in fits.items() if r.kind == "vi"}))
-    folder.save_figure("marginals", plots.marginals({m: draws[m] for m in draws if m != "CAVI"}))
+    folder.save_figure("losses", loss_figure(fits))
+    folder.save_figure("marginals", plots.marginals(draws))
     best = table.heldout_lpd_per_point.max()
     return (
         f"{config.dataset} (K={config.K}, {len(x)} training / {len(x_test)} held-out points). Held-out log density "

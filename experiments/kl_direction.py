@@ -9,20 +9,20 @@ for the Gaussian target, Monte Carlo with standard errors for the mixture).
 import math
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import pyro
 import pyro.distributions as dist
 import torch
+from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
+from torch.distributions import kl_divergence
 
-import models
+from vi_toolkit import models
 import vi_toolkit as vt
-from models.targets import CorrelatedGaussian
+from vi_toolkit.models.targets import CorrelatedGaussian
 from vi_toolkit import plots
 from vi_toolkit.experiment import Experiment
-from vi_toolkit.threads import one_thread
+from vi_toolkit.isolation import isolated
 
 
 @dataclass(frozen=True)
@@ -53,32 +53,19 @@ def _methods(config):
     }
 
 
-def kl_q_p_gaussian(m0, v0, m1, cov1):
-    """KL(N(m0, diag v0) || N(m1, S1)) = 1/2 [tr(S1^-1 S0) + (m1-m0)^T S1^-1 (m1-m0) - d + log |S1| / |S0|]."""
-    precision = torch.linalg.inv(cov1)
-    diff = m1 - m0
-    trace = (torch.diagonal(precision) * v0).sum()
-    return float(0.5 * (trace + diff @ precision @ diff - len(m0) + torch.logdet(cov1) - torch.log(v0).sum()))
-
-
-def kl_p_q_gaussian(m0, v0, m1, cov1):
-    """KL(N(m1, S1) || N(m0, diag v0)) = 1/2 [sum_i (S1_ii + (m1-m0)_i^2) / v0_i - d + sum log v0 - log |S1|]."""
-    return float(0.5 * (((torch.diagonal(cov1) + (m1 - m0) ** 2) / v0).sum() - len(m0) + torch.log(v0).sum()
-                        - torch.logdet(cov1)))
-
-
 def _kls(pair, loc, var, config, seed):
-    """(KL(q||p), se, KL(p||q), se) for q = N(loc, diag var): exact for a Gaussian target, else Monte Carlo."""
+    """(KL(q||p), se, KL(p||q), se) for q = N(loc, diag var): exact (``torch.distributions.kl_divergence``) for
+    a Gaussian target, else Monte Carlo from ``config.kl_samples`` draws on a private stream from ``seed``."""
     if isinstance(pair, CorrelatedGaussian):
-        exact = (pair.loc, pair.covariance)
-        return kl_q_p_gaussian(loc, var, *exact), 0.0, kl_p_q_gaussian(loc, var, *exact), 0.0
+        p, q = pair.distribution(), dist.MultivariateNormal(loc, torch.diag(var))
+        return float(kl_divergence(q, p)), 0.0, float(kl_divergence(p, q)), 0.0
     p, q = pair.distribution(), dist.Normal(loc, var.sqrt()).to_event(1)
-    pyro.set_rng_seed(seed)
     out = []
-    for sample_from, (first, second) in ((q, (q, p)), (p, (p, q))):
-        z = sample_from.sample((config.kl_samples,))
-        terms = first.log_prob(z) - second.log_prob(z)
-        out += [float(terms.mean()), float(terms.std() / math.sqrt(config.kl_samples))]
+    with isolated(seed):
+        for sample_from, (first, second) in ((q, (q, p)), (p, (p, q))):
+            z = sample_from.sample((config.kl_samples,))
+            terms = first.log_prob(z) - second.log_prob(z)
+            out += [float(terms.mean()), float(terms.std() / math.sqrt(config.kl_samples))]
     return tuple(out)
 
 
@@ -132,11 +119,6 @@ def _ellipse(ax, loc, var, colour, style, label):
 
 
 def run(config, folder, seed):
-    with one_thread():  # 2-D targets: a second intra-op thread only adds contention
-        return _run(config, folder, seed)
-
-
-def _run(config, folder, seed):
     targets = {
         f"correlated Gaussian (r={config.correlation:g})": models.get(
             "correlated-gaussian", correlation=config.correlation
@@ -146,7 +128,8 @@ def _run(config, folder, seed):
         ),
     }
     rows = []
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5.6))
+    fig = Figure(figsize=(12, 5.6))
+    axes = fig.subplots(1, 2)
     for ax, (target, pair) in zip(axes, targets.items()):
         fits, results = {}, {}
         for label, (objective, particles) in _methods(config).items():
@@ -154,8 +137,8 @@ def _run(config, folder, seed):
                                lr=config.lr, seed=seed, progress=False, schedule=vt.Schedule(early_stop=False))
             results[label], fits[label] = result, _fitted(result)
             rows.append(_row(target, label, pair, *fits[label], config, seed, result.seconds))
-        pyro.set_rng_seed(seed)
-        draws = {"z": pair.distribution().sample((config.reference_draws,))}
+        with isolated(seed):
+            draws = {"z": pair.distribution().sample((config.reference_draws,))}
         matched = vt.fit_to_draws("normal", draws, model=pair.model, seed=seed)
         fits[f"fit_to_draws ({config.reference_draws} exact draws)"] = _fitted(matched)
         rows.append(_row(target, "fit_to_draws", pair, *_fitted(matched), config, seed, matched.seconds))

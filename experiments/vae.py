@@ -10,12 +10,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
-import models
+from vi_toolkit import models
 import vi_toolkit as vt
 from vi_toolkit import images, iwae, plots
 from vi_toolkit.errors import ConfigError
@@ -98,7 +98,8 @@ def _grid(rows, shape, pad=1):
 
 
 def _image_figure(panels, shape, titles=None):
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(panels), 4.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, panel, title in zip(axes.flat, panels, titles or [None] * len(panels)):
         ax.imshow(_grid(panel, shape), cmap="gray_r", vmin=0, vmax=1)
         ax.set_axis_off()
@@ -136,7 +137,8 @@ def _latent_figure(loc, labels):
     if loc.shape[1] > 2:
         centred = loc - loc.mean(0)
         loc = centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig = Figure(figsize=(6, 5))
+    ax = fig.subplots()
     points = ax.scatter(loc[:, 0], loc[:, 1], c=labels, cmap="tab10", s=8)
     fig.colorbar(points, ax=ax, label="label")
     ax.set_xlabel("z1" if loc.shape[1] == 2 else "PC 1 of E[z|x]")
@@ -147,7 +149,8 @@ def _latent_figure(loc, labels):
 
 def _bounds_figure(curve):
     """Test IWAE-k against k, one line per fit, the ELBO as a dashed line of the same colour."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for j, (label, table) in enumerate(curve.groupby("fit", sort=False)):
         iw = table[table.bound != "ELBO"]
         ax.plot(iw.k, iw["mean"], marker="o", color=f"C{j}", label=f"{label}: IWAE-k")

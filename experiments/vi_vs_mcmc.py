@@ -1,26 +1,26 @@
 """`vi-vs-mcmc`: every guide family and objective against NUTS and a gold-standard reference posterior.
 
-The target is a posteriordb posterior (its reference draws) or a registered pair with an exact posterior.
-A posteriordb translation is the registered pair whose ``posteriordb`` attribute names the folder; its model
-takes the data JSON's entries by name (``model(y, sigma)`` gets ``data["y"]``, ``data["sigma"]``).
+The target is a posteriordb posterior (its reference draws) or a registered pair with an exact posterior, as
+:func:`vi_toolkit.models.posteriordb_targets.load_target` reads it. Every fit, NUTS included, is compared with
+the reference by :func:`vi_toolkit.compare` and drawn the same way (``result.draws(n, seed)``).
 """
 
-import inspect
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
-import models
 import vi_toolkit as vt
 from vi_toolkit import plots, posteriordb
-from vi_toolkit.threads import one_thread
-from vi_toolkit.compare import compare, method_draws, reference_draws_and_moments
-from vi_toolkit.errors import ConfigError, DataError, UnknownNameError
+from vi_toolkit.agreement import exact_moments, flatten
 from vi_toolkit.experiment import Experiment
+from vi_toolkit.experiments.common import loss_figure
+from vi_toolkit.models.posteriordb_targets import load_target
 
 AUTO = "auto"  # eight schools from posteriordb where the data is present, else the conjugate linear regression
 FALLBACK = "linear-regression"
+POSTERIORDB_DEFAULT = "eight_schools-eight_schools_noncentered"
 
 
 @dataclass(frozen=True)
@@ -31,60 +31,14 @@ class Config:
     steps: int = 4000
     lr: float = 0.01
     num_particles: int = 8
-    vi_draws: int = 4000
+    posterior_draws: int = 0  # draws of each result compared (0: its own: all NUTS draws, 4000 fresh VI draws)
     draws: int = 1000
     warmup: int = 1000
     chains: int = 2
 
 
 DEMO = {"guides": ("normal", "mvn"), "objectives": ("elbo",), "steps": 1000, "draws": 300, "warmup": 250,
-        "chains": 1, "vi_draws": 2000}
-
-
-def posteriordb_pair(name):
-    """The registered pair translating posteriordb posterior ``name`` (its ``posteriordb`` attribute)."""
-    for pair_name in models.available():
-        pair = models.get(pair_name)
-        if getattr(pair, "posteriordb", None) == name:
-            return pair
-    raise UnknownNameError(f"no registered model translates posteriordb posterior {name!r}")
-
-
-def posteriordb_args(pair, data):
-    """The model's positional arguments from a posteriordb data dict, by parameter name (float tensors)."""
-    names = list(inspect.signature(pair.model).parameters)
-    missing = [n for n in names if n not in data]
-    if missing:
-        raise DataError(f"posteriordb data has no entries {missing} for {type(pair).__name__}.model{tuple(names)}")
-    values = [data[n] for n in names]
-    if not hasattr(pair, "check_data"):
-        return tuple(torch.as_tensor(v, dtype=torch.get_default_dtype()) for v in values)
-    checked = pair.check_data(*values)
-    return checked if isinstance(checked, tuple) else (checked,)
-
-
-def load_target(target):
-    """(label, pair, args, reference): the pair, its data, and reference draws or the exact posterior."""
-    root = posteriordb.default_root()
-    if target == AUTO:
-        target = "eight_schools-eight_schools_noncentered" if root else FALLBACK
-    if target in models.available():
-        pair = models.get(target)
-        if getattr(pair, "posteriordb", None):
-            target = pair.posteriordb
-        elif pair.has_exact_posterior:
-            args = pair.simulate(seed=0)
-            return target, pair, args, pair.posterior(*args)  # exact: sampled for W1
-        else:
-            raise ConfigError(f"target {target!r} has neither an exact posterior nor posteriordb reference draws")
-    if root is None or not (root / target).is_dir():
-        raise ConfigError(
-            f"target {target!r} is neither a registered pair nor a posteriordb posterior under {root}; "
-            f"set ${posteriordb.ENV_ROOT} or choose one of {models.available()}"
-        )
-    pair = posteriordb_pair(target)
-    post = posteriordb.load(root / target)
-    return target, pair, posteriordb_args(pair, post.data), post.reference_draws()
+        "chains": 1}
 
 
 def _fits(config, pair, args, seed):
@@ -101,11 +55,18 @@ def _fits(config, pair, args, seed):
     return fits
 
 
+def reference_for_plots(reference):
+    """(label -> reference draws or None, label -> exact (mean, sd) or None) for the figures: posteriordb's
+    draws as they are; an exact posterior (site -> torch Distribution) as its exact marginal moments."""
+    if all(isinstance(d, torch.distributions.Distribution) for d in reference.values()):
+        return None, exact_moments(reference)
+    return {label: np.asarray(v, dtype=float) for label, v in reference.items()}, None
+
+
 def pair_plot(draws, x, y, max_points=800):
     """Scatter of parameters ``x`` and ``y``: one colour per method (reference first)."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig = Figure(figsize=(5.5, 4.5))
+    ax = fig.subplots()
     for k, (method, values) in enumerate(draws.items()):
         ax.scatter(values[x][:max_points], values[y][:max_points], s=4, alpha=0.4, color=f"C{k % 10}", label=method)
     if all(np.min(values[y]) > 0 for values in draws.values()):
@@ -118,23 +79,27 @@ def pair_plot(draws, x, y, max_points=800):
 
 
 def run(config, folder, seed):
-    label, pair, args, reference = load_target(config.target)
-    with one_thread():  # small models: intra-op threads only contend (a full-rank fit ran 4x slower on two)
-        fits = _fits(config, pair, args, seed)
-    table = compare(fits, reference, draws=config.vi_draws, seed=seed)
+    target = config.target
+    if target == AUTO:
+        target = POSTERIORDB_DEFAULT if posteriordb.default_root() else FALLBACK
+    label, pair, args, reference = load_target(target)
+    fits = _fits(config, pair, args, seed)
+    n = config.posterior_draws or None
+    table = vt.compare(fits, reference, draws=n, seed=seed)
     table.insert(0, "target", label)
     folder.save_table("comparison", table)
-    ref_draws, moments = reference_draws_and_moments(reference, config.vi_draws, seed)
+    ref_draws, exact = reference_for_plots(reference)
+    labels = list(ref_draws if ref_draws is not None else exact)
     draws = {"reference": ref_draws} if ref_draws is not None else {}
     for method, result in fits.items():
-        flat = method_draws(result, config.vi_draws, seed)
-        draws[method] = {label: flat[label] for label in moments}  # the reference's parameters only
+        flat = flatten(result.draws(n, seed))
+        draws[method] = {p: flat[p] for p in labels}  # the reference's parameters only
         folder.save_result(method.replace(" ", "-"), result)
-    labels = list(moments)
-    folder.save_figure("marginals", plots.marginals(draws, exact=None if ref_draws is not None else moments))
-    x, y = ("mu", "tau") if {"mu", "tau"} <= set(labels) else labels[:2]
-    folder.save_figure(f"pair-{x}-{y}", pair_plot(draws, x, y))
-    folder.save_figure("losses", plots.loss_traces({m: r.losses for m, r in fits.items() if r.kind == "vi"}))
+    folder.save_figure("marginals", plots.marginals(draws, exact=exact))
+    if len(labels) > 1:
+        x, y = ("mu", "tau") if {"mu", "tau"} <= set(labels) else labels[:2]
+        folder.save_figure(f"pair-{x}-{y}", pair_plot(draws, x, y))
+    folder.save_figure("losses", loss_figure(fits))
     rows = table.set_index("method")
     return (
         f"{label}: largest standardized mean error against the reference: "
@@ -142,7 +107,8 @@ def run(config, folder, seed):
         + "; sd ratio range: "
         + ", ".join(f"{m} {a:.2f}-{b:.2f}" for m, a, b in zip(rows.index, rows.sd_ratio_min, rows.sd_ratio_max))
         + ". PSIS k-hat: "
-        + ", ".join(f"{m} {k:.2f} ({v.split(':')[0]})" for m, k, v in zip(rows.index, rows.khat, rows.verdict) if v)
+        + ", ".join(f"{m} {k:.2f} ({v.split(':')[0]})" for m, k, v in zip(rows.index, rows.khat, rows.verdict)
+                    if isinstance(v, str) and v)
         + "."
     )
 

@@ -1,6 +1,9 @@
 """Model/guide pairs by name: ``models.get("normal-mean", prior_scale=2.0)``; ``models.available()``.
 
-Each module in this package registers its pairs with :func:`register`; a new pair is one new file.
+A module here either registers pairs with :func:`register` (a new pair is one new file) or serves pairs of
+another module with one job of its own: ``gmm_restarts`` (best of several fits), ``gmm_cavi`` (the CAVI
+baseline), ``gmm_posterior`` (label-ordered mixture summaries), ``linear_vae`` (the exact bound sandwich of a
+linear-Gaussian VAE) and ``posteriordb_targets`` (pairs with their data and gold-standard reference).
 """
 
 import importlib

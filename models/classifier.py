@@ -19,7 +19,7 @@ import pyro.distributions as dist
 import torch
 from pyro.infer import Predictive
 
-from models import register
+from vi_toolkit.models import register
 from vi_toolkit.errors import ConfigError, DataError, UnknownNameError
 from vi_toolkit.pairs import ModelPair
 from vi_toolkit.validate import positive, whole

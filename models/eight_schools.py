@@ -16,7 +16,7 @@ import pyro.distributions as dist
 import torch
 from torch.distributions import constraints
 
-from models import register
+from vi_toolkit.models import register
 from vi_toolkit.errors import DataError
 from vi_toolkit.pairs import ModelPair
 

@@ -21,7 +21,7 @@ import torch
 from pyro.distributions.transforms import OrderedTransform
 from pyro.distributions import constraints
 
-from models import register
+from vi_toolkit.models import register
 from vi_toolkit.errors import DataError
 from vi_toolkit.pairs import ModelPair
 
@@ -91,11 +91,11 @@ class LowDimGaussMix(ModelPair):
         pyro.sample("sigma", dist.LogNormal(sigma_loc, sigma_scale).to_event(1))
         pyro.sample("theta", dist.TransformedDistribution(dist.Normal(theta_loc, theta_scale), dist.transforms.SigmoidTransform()))
 
-    def log_predictive_density(self, result, y_new, n=1000, seed=0):
+    def log_predictive_density(self, result, y_new, n=None, seed=0):
         """Per point: log (1/S) sum_s [theta_s N(y | mu_s0, sigma_s0) + (1 - theta_s) N(y | mu_s1, sigma_s1)]
-        over the draws of a VI result (``n`` from ``seed``) or an MCMC result (all)."""
+        over the draws ``result.draws(n, seed)`` of any posterior result (n=None: the result's own draws)."""
         y_new = self.check_data(y_new)
-        d = result.draws() if result.kind == "mcmc" else result.draws(n, seed)
+        d = result.draws(n, seed)
         mu, sigma, theta = (torch.as_tensor(d[k], dtype=y_new.dtype) for k in ("mu", "sigma", "theta"))
         log_w = torch.stack([theta.log(), (1 - theta).log()], -1)  # (S, 2)
         lp = (log_w[:, None] + dist.Normal(mu[:, None], sigma[:, None]).log_prob(y_new[None, :, None])).logsumexp(-1)

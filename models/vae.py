@@ -36,8 +36,9 @@ from pyro import poutine
 from pyro.params import param_with_module_name
 from torch import nn
 
-from models import register
+from vi_toolkit.models import register
 from vi_toolkit.errors import ConfigError, DataError
+from vi_toolkit.isolation import isolated
 from vi_toolkit.pairs import ModelPair
 from vi_toolkit.validate import positive, whole
 
@@ -60,12 +61,13 @@ def _register(name, module):
     """``pyro.module(name, module)``, then point the module at the parameter store's tensors where they differ (a
     fit resumed from a checkpoint), so the optimizer's updates reach the network. Unlike
     ``update_module_params=True`` this never writes back a value detached by a handler (such as the
-    sticking-the-landing replay), which would cut the network off from its gradients."""
+    sticking-the-landing replay), which would cut the network off from its gradients. A stored tensor of another
+    shape belongs to another network registered under the same name and is left alone."""
     pyro.module(name, module)
     store = pyro.get_param_store()
     for path, param in list(module.named_parameters()):
         stored = store[param_with_module_name(name, path)]
-        if stored is not param and stored.requires_grad:
+        if stored is not param and stored.requires_grad and stored.shape == param.shape:
             owner, _, attr = path.rpartition(".")
             module.get_submodule(owner)._parameters[attr] = stored
 
@@ -88,23 +90,23 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """p(x|z) for one of :data:`DECODERS`, independent over pixels (event dim 1)."""
+    """p(x|z) with ``likelihood`` one of :data:`DECODERS`, independent over pixels (event dim 1)."""
 
-    def __init__(self, x_dim, z_dim, hidden, activation, kind, scale, variance):
+    def __init__(self, x_dim, z_dim, hidden, activation, likelihood, scale, variance):
         super().__init__()
-        self.kind, self.scale = kind, scale
+        self.likelihood, self.scale = likelihood, scale
         self.net = mlp((z_dim, *hidden, x_dim), activation)
-        if kind == "gaussian-learned":
+        if likelihood == "gaussian-learned":
             size = x_dim if variance == "pixel" else 1
             self.log_scale = nn.Parameter(torch.full((size,), math.log(scale)))
 
     def forward(self, z):
         out = self.net(z)
-        if self.kind == "bernoulli":
+        if self.likelihood == "bernoulli":
             return dist.Bernoulli(logits=out).to_event(1)
-        if self.kind == "cbernoulli":
+        if self.likelihood == "cbernoulli":
             return dist.ContinuousBernoulli(logits=out).to_event(1)
-        scale = self.log_scale.exp() if self.kind == "gaussian-learned" else torch.tensor(self.scale)
+        scale = self.log_scale.exp() if self.likelihood == "gaussian-learned" else torch.tensor(self.scale)
         return dist.Normal(out, scale.expand(out.shape)).to_event(1)
 
 
@@ -135,7 +137,7 @@ class VAE(ModelPair, nn.Module):
             raise ConfigError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
         if decoder_variance not in ("pixel", "shared"):
             raise ConfigError(f"decoder_variance must be 'pixel' or 'shared', got {decoder_variance!r}")
-        self.decoder_kind = decoder
+        self.likelihood = decoder  # the decoder's family, one of DECODERS
         self.beta = positive("beta", beta)
         self.warmup_steps = whole("warmup_steps", warmup_steps, 0)
         self.batch_size = whole("batch_size", batch_size)
@@ -144,8 +146,7 @@ class VAE(ModelPair, nn.Module):
             raise ConfigError(f"binarize=True is for the bernoulli decoder, not {decoder!r}")
         fixed = None if encoder_scale is None else positive("encoder_scale", encoder_scale)
         scale = positive("decoder_scale", decoder_scale)
-        with torch.random.fork_rng():  # the initial weights come from ``seed``, not the global stream
-            torch.manual_seed(seed)
+        with isolated(seed):  # the initial weights come from ``seed``; the caller's stream is left as it was
             self.encoder = Encoder(self.x_dim, self.z_dim, hidden, activation, fixed)
             self.decoder = Decoder(self.x_dim, self.z_dim, hidden[::-1], activation, decoder, scale, decoder_variance)
         self._batch = (None, None)  # (plate indices, binarized batch) of the current step
@@ -158,9 +159,9 @@ class VAE(ModelPair, nn.Module):
             raise DataError(f"x must have shape (N, {self.x_dim}) with N >= 1, got {tuple(x.shape)}")
         if not torch.isfinite(x).all():
             raise DataError("x holds NaN or infinite values")
-        if self.decoder_kind in ("bernoulli", "cbernoulli") and (x.min() < 0 or x.max() > 1):
-            raise DataError(f"the {self.decoder_kind} decoder needs pixels in [0, 1]; scale the data first")
-        if self.decoder_kind == "bernoulli" and not self.binarize and not ((x == 0) | (x == 1)).all():
+        if self.likelihood in ("bernoulli", "cbernoulli") and (x.min() < 0 or x.max() > 1):
+            raise DataError(f"the {self.likelihood} decoder needs pixels in [0, 1]; scale the data first")
+        if self.likelihood == "bernoulli" and not self.binarize and not ((x == 0) | (x == 1)).all():
             raise DataError("the bernoulli decoder needs binary pixels: pass binarize=True "
                             "(dynamic binarization) or binarize the data (vi_toolkit.images.binarize)")
         return x
@@ -227,9 +228,9 @@ class VAE(ModelPair, nn.Module):
     def exact_log_likelihood(self, x):
         """log p(x_n) = log N(x_n; b, V V^T + diag(s^2)) per row, exact for a linear-Gaussian decoder
         (``hidden=()`` and a Gaussian decoder: probabilistic PCA), where p(x|z) = N(V z + b, diag(s^2))."""
-        if self.decoder_kind not in ("gaussian", "gaussian-learned") or len(self.decoder.net) != 1:
+        if self.likelihood not in ("gaussian", "gaussian-learned") or len(self.decoder.net) != 1:
             raise ConfigError("the exact log-likelihood needs a linear Gaussian decoder: hidden=() and decoder "
-                              f"'gaussian' or 'gaussian-learned' (this VAE: {self.decoder_kind!r}, "
+                              f"'gaussian' or 'gaussian-learned' (this VAE: {self.likelihood!r}, "
                               f"{len(self.decoder.net) // 2} hidden layer(s))")
         linear = self.decoder.net[0]
         variance = self.decoder(torch.zeros(self.z_dim)).base_dist.scale ** 2
@@ -242,10 +243,11 @@ class VAE(ModelPair, nn.Module):
 
     @torch.no_grad()
     def sample(self, n, seed=0, means=True):
-        """``n`` images from the model: decoder means at z ~ p(z), or (``means=False``) x ~ p(x|z)."""
-        torch.manual_seed(seed)
-        p = self.decode(self.prior().sample((n,)))
-        return p.mean if means else p.sample()
+        """``n`` images from the model: decoder means at z ~ p(z), or (``means=False``) x ~ p(x|z); drawn on a
+        private random stream from ``seed`` (the caller's stream is left as it was)."""
+        with isolated(seed):
+            p = self.decode(self.prior().sample((n,)))
+            return p.mean if means else p.sample()
 
     @torch.no_grad()
     def reconstruct(self, x):

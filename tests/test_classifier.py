@@ -6,9 +6,9 @@ import torch
 from sklearn.metrics import brier_score_loss
 from sklearn.metrics import log_loss as sk_log_loss
 
-import models
+from vi_toolkit import models
 import vi_toolkit as vt
-from models.classifier import load, synthetic
+from vi_toolkit.models.classifier import load, synthetic
 from vi_toolkit import calibration
 
 BAD_DATA = {

@@ -12,14 +12,22 @@ import pytest
 import torch
 from pyro.infer import TraceEnum_ELBO
 
-import models
+from vi_toolkit import models
 import vi_toolkit as vt
-from models.gmm import final_elbo, kmeans_init, order_labels
+from vi_toolkit.isolation import isolated
+from vi_toolkit.models.gmm import kmeans_init
+from vi_toolkit.models.gmm_cavi import fit_cavi
+from vi_toolkit.models.gmm_posterior import (
+    assignments,
+    log_predictive_density,
+    order_labels,
+    ordered_draws,
+    responsibilities,
+)
+from vi_toolkit.models.gmm_restarts import final_elbo, fit_restarts
 from vi_toolkit.agreement import flatten, moment_agreement
 from vi_toolkit.mcmc import MCMCResult
 from vi_toolkit.posteriordb import default_root, load
-
-
 
 FIT = dict(steps=300, lr=0.05, progress=False)  # window 25, cooldown 60: settles from the k-means++ start
 
@@ -35,7 +43,7 @@ def synthetic():
 @pytest.fixture(scope="module")
 def collapsed_fit(synthetic):
     pair, x, *_ = synthetic
-    return pair.fit(x, restarts=1, seed=0, **FIT)
+    return fit_restarts(pair, x, restarts=1, seed=0, **FIT)
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +51,13 @@ def meanfield_fit(synthetic):
     """gmm-meanfield (elbo-enum) on the first 300 training points, best of 2 restarts."""
     _, x, *_ = synthetic
     pair = models.get("gmm-meanfield", K=3, D=2)
-    return pair, pair.fit(x[:300], restarts=2, seed=0, **FIT)
+    return pair, fit_restarts(pair, x[:300], restarts=2, seed=0, **FIT)
 
 
 @pytest.fixture(scope="module")
 def cavi_fit(synthetic):
     pair, x, *_ = synthetic
-    return pair.fit_cavi(x, seed=0)
+    return fit_cavi(pair, x, seed=0)
 
 
 def test_enumerated_elbo_equals_hand_computed():
@@ -94,14 +102,32 @@ def test_collapsed_fit_recovers_truth_and_matches_cavi(synthetic, collapsed_fit,
     sd per coordinate), held-out log density within 0.01 nats/point of CAVI (both estimate the same predictive;
     the 500-draw Monte Carlo error of the mean over 1000 points is below 0.001)."""
     pair, x, x_test, _, locs = synthetic
-    draws = pair.posterior_draws(collapsed_fit, 500)
+    draws = ordered_draws(collapsed_fit, 500)
     assert np.all(np.diff(draws["locs"][..., 0], axis=-1) > 0)  # label order in every draw
     truth = locs[locs[:, 0].argsort()].numpy()
     assert np.abs(draws["locs"].mean(0) - truth).max() < 0.15
     assert draws["weights"].mean(0).min() > 0.25  # no collapsed component (true weights ~ 1/3)
-    vi = pair.log_predictive_density(draws, x_test).mean()
-    cavi = pair.log_predictive_density(cavi_fit, x_test, n=500).mean()
+    vi = log_predictive_density(draws, x_test).mean()
+    cavi = log_predictive_density(cavi_fit, x_test, n=500).mean()
     assert abs(vi - cavi) < 0.01
+
+
+def test_cavi_result_is_a_posterior(cavi_fit):
+    """The CAVI baseline answers the posterior protocol: its own 4000 draws, seeded draws, InferenceData of the
+    same draws, no importance weights and no loss trace; its draws' mean locs are its variational means."""
+    assert isinstance(cavi_fit, vt.Posterior)
+    assert cavi_fit.info["method"] == "cavi" and cavi_fit.seconds > 0
+    assert cavi_fit.losses is None and cavi_fit.log_weights(100) is None
+    draws = cavi_fit.draws()
+    assert draws["weights"].shape == (4000, 3) and draws["locs"].shape == draws["scales"].shape == (4000, 3, 2)
+    np.testing.assert_array_equal(cavi_fit.draws(10, seed=3)["locs"], cavi_fit.draws(10, seed=3)["locs"])
+    assert not np.array_equal(cavi_fit.draws(10, seed=3)["locs"], cavi_fit.draws(10, seed=4)["locs"])
+    # 4000 draws: the sd of a mean loc is ~0.055 / sqrt(4000) < 0.001
+    np.testing.assert_allclose(draws["locs"].mean(0), cavi_fit.estimator.means_, atol=0.005)
+    idata = cavi_fit.to_inference_data(10, seed=3)
+    locs = idata.posterior["locs"].values
+    assert locs.shape[0] * locs.shape[1] == 10
+    np.testing.assert_array_equal(locs.reshape(10, 3, 2), cavi_fit.draws(10, seed=3)["locs"])
 
 
 def test_restarts_keep_the_best_final_elbo(meanfield_fit):
@@ -115,10 +141,30 @@ def test_kmeans_init_finds_separated_clusters_from_every_seed(synthetic):
     _, x, _, _, locs = synthetic
     truth = locs[locs[:, 0].argsort()]
     for seed in range(3):
-        torch.manual_seed(seed)
-        centres, _, counts = kmeans_init(x, 3)
+        centres, _, counts = kmeans_init(x, 3, seed=seed)
         assert counts.min() > 250  # three clusters of ~333 points, none empty
         assert (centres[centres[:, 0].argsort()] - truth).abs().max() < 0.3
+
+
+def test_initialisation_follows_the_fit_seed(synthetic):
+    """The k-means++ start is seeded from the fit's random stream: the same stream gives the same start, another
+    stream another start (seen before the Lloyd steps, which take every start on these clusters to one answer)."""
+    pair, x, *_ = synthetic
+    np.testing.assert_array_equal(kmeans_init(x, 3, seed=5, lloyd_steps=0)[0], kmeans_init(x, 3, seed=5, lloyd_steps=0)[0])
+    assert not torch.equal(kmeans_init(x, 3, seed=5, lloyd_steps=0)[0], kmeans_init(x, 3, seed=6, lloyd_steps=0)[0])
+
+    def start(seed):
+        with isolated(seed):
+            return int(torch.randint(2**31 - 1, ()))
+
+    caller = torch.get_rng_state()
+    assert start(0) == start(0) != start(1)  # the seed _init draws under a fit's stream
+    with isolated(0):
+        first = pair._init(x)["locs_loc"]
+    with isolated(0):
+        again = pair._init(x)["locs_loc"]
+    assert torch.equal(first, again)
+    assert torch.equal(torch.get_rng_state(), caller)
 
 
 def test_meanfield_enum_matches_cavi_density(synthetic, meanfield_fit):
@@ -127,8 +173,8 @@ def test_meanfield_enum_matches_cavi_density(synthetic, meanfield_fit):
     _, x, x_test, _, _ = synthetic
     pair, result = meanfield_fit
     assert result.info["objective"] == "elbo-enum"
-    cavi = pair.fit_cavi(x[:300], seed=0)
-    gap = pair.log_predictive_density(result, x_test, n=500).mean() - pair.log_predictive_density(cavi, x_test, n=500).mean()
+    cavi = fit_cavi(pair, x[:300], seed=0)
+    gap = log_predictive_density(result, x_test, n=500).mean() - log_predictive_density(cavi, x_test, n=500).mean()
     assert abs(gap) < 0.02
 
 
@@ -137,10 +183,10 @@ def test_minibatch_scales_likelihood_and_fits(synthetic):
     mini = models.get("gmm", K=3, D=2, batch_size=100)
     trace = poutine.trace(mini.model).get_trace(x)
     assert trace.nodes["x"]["value"].shape == (100, 2) and trace.nodes["x"]["scale"] == pytest.approx(10.0)
-    result = mini.fit(x, restarts=1, seed=0, jit=True, **FIT)  # fit_vi checks the compiled ELBO on the same draws
+    result = fit_restarts(mini, x, restarts=1, seed=0, jit=True, **FIT)  # fit_vi checks the compiled ELBO on the same draws
     truth = locs[locs[:, 0].argsort()].numpy()
     # noisier gradients, same posterior: 0.15 as in acceptance 1
-    assert np.abs(mini.posterior_draws(result, 500)["locs"].mean(0) - truth).max() < 0.15
+    assert np.abs(ordered_draws(result, 500)["locs"].mean(0) - truth).max() < 0.15
 
 
 def test_predictive_density_of_point_mass_draws_is_the_mixture_density():
@@ -154,10 +200,10 @@ def test_predictive_density_of_point_mass_draws_is_the_mixture_density():
     mcmc = MCMCResult(chains=chains, seconds=0.0, divergences=np.zeros((2, 5), bool), info={})
     x = torch.tensor([[0.0], [1.5]])
     expected = np.log(0.3 * np.exp(dist.Normal(1.0, 0.5).log_prob(x).numpy()) + 0.7 * np.exp(dist.Normal(-2.0, 2.0).log_prob(x).numpy()))
-    np.testing.assert_allclose(pair.log_predictive_density(mcmc, x), expected[:, 0], rtol=1e-5)
-    resp = pair.responsibilities(mcmc, x)  # label order: component at -2 first
+    np.testing.assert_allclose(log_predictive_density(mcmc, x), expected[:, 0], rtol=1e-5)
+    resp = responsibilities(mcmc, x)  # label order: component at -2 first
     np.testing.assert_allclose(resp.sum(1), 1.0, rtol=1e-6)
-    assert pair.assignments(mcmc, x).tolist() == [0, 1]
+    assert assignments(mcmc, x).tolist() == [0, 1]
 
 
 @pytest.mark.parametrize(
@@ -177,16 +223,16 @@ def test_bad_config_raises_config_error(config, error):
 def test_bad_data_raises_data_error(x, match):
     pair = models.get("gmm", K=2, D=2)
     with pytest.raises(vt.DataError, match=match):
-        pair.fit(x, progress=False)
+        fit_restarts(pair, x, progress=False)
     with pytest.raises(vt.DataError, match=match):
-        pair.log_predictive_density({"weights": np.ones((1, 2)) / 2, "locs": np.zeros((1, 2, 2)), "scales": np.ones((1, 2, 2))}, x)
+        log_predictive_density({"weights": np.ones((1, 2)) / 2, "locs": np.zeros((1, 2, 2)), "scales": np.ones((1, 2, 2))}, x)
     with pytest.raises(vt.VIToolkitError, match=match):  # through fit_vi: the guide's first call checks the data
         vt.fit_vi(pair.model, pair.guide, x, progress=False, steps=2)
 
 
 def test_fewer_points_than_components_raises_data_error():
     with pytest.raises(vt.DataError, match="fewer than the K=3"):
-        models.get("gmm", K=3).fit(torch.zeros(2, 2), progress=False)
+        fit_restarts(models.get("gmm", K=3), torch.zeros(2, 2), progress=False)
 
 
 def test_low_dim_gauss_mix_vi_matches_reference():

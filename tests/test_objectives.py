@@ -9,7 +9,7 @@ import pyro
 import pytest
 import torch
 
-import models
+from vi_toolkit import models
 import vi_toolkit as vt
 from vi_toolkit.objectives import make_elbo
 
@@ -78,7 +78,8 @@ def test_fit_to_draws_moment_matching(gaussian):
     full = vt.fit_to_draws("mvn", {"z": z}, model=gaussian.model)
     draws = torch.as_tensor(full.draws(100_000, seed=2)["z"])
     assert torch.allclose(torch.cov(draws.T), gaussian.covariance, atol=0.03)
-    assert full.to_inference_data(10).posterior["z"].shape == (1, 10, 2)
+    posterior = full.to_inference_data(40).posterior["z"]  # 40 independent draws, in chains of equal length
+    assert posterior.shape[-1] == 2 and posterior.shape[0] * posterior.shape[1] == 40
 
 
 def _renyi_bound(alpha, q_cov, p_cov):
@@ -104,17 +105,41 @@ def test_renyi_objective_value(gaussian, alpha):
     assert abs(loss + exact) < (0.06 if alpha == 0 else 0.045)
 
 
-def test_gaussian_kl_closed_forms(gaussian):
-    # The experiment's closed forms against torch's MVN-MVN KL (exact, so float32 rounding is the tolerance).
+def test_kl_direction_experiment_reports_exact_gaussian_kls(tmp_path):
+    """The kl-direction experiment, run at a tiny size through the public API: every KL it reports on the
+    correlated Gaussian equals torch's closed-form MVN-MVN KL of the q in the same row (float rounding only), and
+    at the exact optima the closed forms KL(q||p) = -1/2 log(1 - r^2) (reverse) and KL(p||q) = -1/2 log(1 - r^2)
+    (forward) hold."""
+    import math
+
+    import pandas as pd
     from torch.distributions import MultivariateNormal, kl_divergence
 
-    from experiments.kl_direction import kl_p_q_gaussian, kl_q_p_gaussian
+    from vi_toolkit import experiments
+    from vi_toolkit.experiment import build_config, run_experiment
+    from vi_toolkit.results import RunFolder
 
-    loc, var = torch.tensor([0.3, -0.2]), torch.tensor([0.5, 1.7])
-    q, p = MultivariateNormal(loc, torch.diag(var)), gaussian.distribution()
-    exact = (gaussian.loc, gaussian.covariance)
-    assert kl_q_p_gaussian(loc, var, *exact) == pytest.approx(float(kl_divergence(q, p)), rel=1e-5)
-    assert kl_p_q_gaussian(loc, var, *exact) == pytest.approx(float(kl_divergence(p, q)), rel=1e-5)
+    experiment = experiments.get("kl-direction")
+    config = build_config(experiment, overrides={
+        "correlation": "0.9", "steps": "20", "reverse_particles": "2", "forward_particles": "16",
+        "reference_draws": "2000", "kl_samples": "2000",
+    })
+    folder = RunFolder.create(tmp_path / "run")
+    run_experiment(experiment, config, folder, seed=0)
+    table = pd.read_csv(folder.path / "tables" / "kl-direction.csv")
+    gaussian = table[table.target.str.startswith("correlated Gaussian")]
+    assert len(gaussian) == 7 and (gaussian.kl_by == "exact").all()  # 5 fits and 2 exact optima
+    p = MultivariateNormal(torch.zeros(2), torch.tensor([[1.0, 0.9], [0.9, 1.0]]))
+    for row in gaussian.itertuples():
+        q = MultivariateNormal(torch.tensor([row.mean_z0, row.mean_z1]), torch.diag(torch.tensor([row.var_z0, row.var_z1])))
+        assert row.kl_q_p == pytest.approx(float(kl_divergence(q, p)), rel=1e-4, abs=1e-6), row.method
+        assert row.kl_p_q == pytest.approx(float(kl_divergence(p, q)), rel=1e-4, abs=1e-6), row.method
+    by = gaussian.set_index("method")
+    closed = -0.5 * math.log(1 - 0.9**2)
+    assert by.kl_q_p["exact reverse-KL optimum"] == pytest.approx(closed, rel=1e-5)
+    assert by.kl_p_q["exact forward-KL optimum"] == pytest.approx(closed, rel=1e-5)
+    mixture = table[table.target.str.startswith("bimodal")]
+    assert (mixture.kl_q_p_se > 0).all() and (mixture.kl_p_q_se > 0).all()  # Monte Carlo, with its error
 
 
 def test_objective_errors(gaussian):

@@ -12,13 +12,13 @@ import pyro.poutine as poutine
 import pytest
 import torch
 
-import models
+from vi_toolkit import models
 import vi_toolkit as vt
-from experiments.vi_vs_mcmc import load_target, posteriordb_args, posteriordb_pair
 from vi_toolkit import posteriordb
 from vi_toolkit.agreement import flatten
 from vi_toolkit.bounds import UnconstrainedModel
 from vi_toolkit.errors import DataError
+from vi_toolkit.models.posteriordb_targets import load_target, posteriordb_args, posteriordb_pair
 
 ROOT = posteriordb.default_root()
 pytestmark = pytest.mark.skipif(ROOT is None, reason="posteriordb data (../shared/data/posteriordb) not found")

@@ -35,7 +35,7 @@ def run_dir(tmp_path):
     exp.save_table("metrics", pd.DataFrame({"method": ["vi", "nuts"], "elbo": [-123.456789, 0.5]}))
     steps = np.arange(200)
     exp.save_figure("losses", plots.loss_traces({"vi": 1e4 * np.exp(-steps / 5) + 10 + np.sin(steps)}))
-    exp.write_json("results/vi/metrics.json", {"kind": "vi", "seconds": 0.5})
+    exp.write_json("results/vi/metrics.json", {"method": "vi", "seconds": 0.5})
     return run.path
 
 

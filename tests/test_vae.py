@@ -11,7 +11,7 @@ import pytest
 import torch
 from pyro.infer import RenyiELBO, Trace_ELBO, TraceMeanField_ELBO
 
-import models
+from vi_toolkit import models
 import vi_toolkit as vt
 from vi_toolkit import images, iwae
 from vi_toolkit.errors import ConfigError, DataError

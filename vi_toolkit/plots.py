@@ -1,15 +1,16 @@
-"""Figures for runs: loss traces and marginal densities. Each function returns a Figure; the caller saves it."""
+"""Figures for runs: loss traces and marginal densities. Each function returns a Figure; the caller saves it.
+
+Figures are built as :class:`matplotlib.figure.Figure` objects, not through pyplot: they need no display and no
+backend (``fig.savefig`` renders them with Agg), are never shown, and are freed when the caller drops them.
+Importing this module leaves matplotlib's backend choice to the user.
+"""
 
 import math
 
-import matplotlib
-
-matplotlib.use("Agg")  # figures are only ever written as PNG files
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from scipy import stats  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from scipy import stats
 
 
 def _moving_average(values, window):
@@ -22,7 +23,8 @@ def _moving_average(values, window):
 
 def loss_traces(losses):
     """One raw and one smoothed line of loss per step for each label; y clipped to the late smoothed range."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     lows, highs = [], []
     for k, (label, values) in enumerate(losses.items()):
         values = np.asarray(values, dtype=float).ravel()
@@ -80,7 +82,8 @@ def marginals(draws, exact=None, max_panels=12):
     ncols = min(4, max(1, len(params)))
     nrows = max(1, math.ceil(len(params) / ncols))
     height = 2.6 * nrows + 0.5
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, height), squeeze=False)
+    fig = Figure(figsize=(3.2 * ncols, height))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     colours = {method: f"C{k % 10}" for k, method in enumerate(draws)}
     for ax, param in zip(axes.flat, params):
         pooled = [np.asarray(m[param], dtype=float).ravel() for m in draws.values() if param in m]
