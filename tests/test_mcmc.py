@@ -35,7 +35,7 @@ def test_mcmc_shapes(nm_mcmc):
 def test_mcmc_draws_carry_deterministic_sites_like_vi_draws():
     """Eight schools records theta = mu + tau * theta_trans with pyro.deterministic: NUTS draws carry it too,
     computed at each draw, so VI and MCMC results have the same sites."""
-    import models
+    from vi_toolkit import models
     import vi_toolkit as vt
 
     pair = models.get("eight-schools")
@@ -46,3 +46,45 @@ def test_mcmc_draws_carry_deterministic_sites_like_vi_draws():
                                rtol=1e-5, atol=1e-5)
     vi = vt.fit_vi(pair.model, pair.guide, y, sigma, steps=10, progress=False)
     assert set(vi.draws(10)) == set(draws)
+
+
+def test_scalar_deterministic_site_has_the_shape_of_vi_draws():
+    """Predictive returns a scalar pyro.deterministic site as (n, 1); MCMC draws give it as (n,), like VI draws."""
+    import pyro
+    import pyro.distributions as dist
+    import torch
+
+    import vi_toolkit as vt
+
+    def model(y):
+        sigma = pyro.sample("sigma", dist.LogNormal(0.0, 1.0))
+        pyro.deterministic("sigma2", sigma**2)
+        with pyro.plate("data", len(y)):
+            pyro.sample("y", dist.Normal(0.0, sigma), obs=y)
+
+    y = torch.tensor([0.3, -1.2, 0.8, 2.0])
+    result = vt.run_mcmc(model, y, draws=40, warmup=40, chains=1, progress=False)
+    draws = result.draws()
+    assert draws["sigma"].shape == (40,) and draws["sigma2"].shape == (40,)
+    np.testing.assert_allclose(draws["sigma2"], draws["sigma"] ** 2, rtol=1e-5)
+    assert result.chains["sigma2"].shape == (1, 40)
+    vi = vt.fit_vi(model, "normal", y, steps=10, progress=False)
+    assert {name: value.shape for name, value in vi.draws(40).items()} == {n: v.shape for n, v in draws.items()}
+
+
+def test_mcmc_result_implements_the_posterior_protocol(nm_mcmc):
+    from vi_toolkit.posterior import Posterior
+
+    assert isinstance(nm_mcmc, Posterior)
+    assert nm_mcmc.info["method"] == "nuts" and nm_mcmc.losses is None and nm_mcmc.seconds > 0
+    assert nm_mcmc.log_weights() is None and nm_mcmc.log_weights(10, seed=1) is None
+    every = nm_mcmc.draws()["mu"]
+    subset = nm_mcmc.draws(100, seed=1)["mu"]
+    assert subset.shape == (100,) and np.isin(subset, every).all()
+    np.testing.assert_array_equal(nm_mcmc.draws(100, seed=1)["mu"], subset)  # the seed fixes the subset
+    assert not np.array_equal(nm_mcmc.draws(100, seed=2)["mu"], subset)
+    assert nm_mcmc.draws(2 * len(every), seed=0)["mu"].shape == (2 * len(every),)  # beyond the stored: bootstrap
+    idata = nm_mcmc.to_inference_data(50, seed=1)
+    assert dict(idata.posterior.sizes) == {"chain": 1, "draw": 50}
+    assert idata.sample_stats["diverging"].shape == (1, 50)
+    np.testing.assert_array_equal(idata.posterior["mu"].values[0], nm_mcmc.draws(50, seed=1)["mu"])

@@ -2,12 +2,13 @@
 parallel as in sequence, typed errors."""
 
 import math
+import threading
 
 import numpy as np
 import pytest
 import torch
 
-import models
+from vi_toolkit import models
 import vi_toolkit as vt
 from vi_toolkit.mcmc import start_from_vi
 
@@ -64,9 +65,19 @@ def test_parallel_chains_equal_sequential_ones(regression, vi_fit):
     sequential = vt.run_mcmc(pair.model, *args, parallel=False, **options)
     assert parallel.info["parallel"] is True and sequential.info["parallel"] is False
     np.testing.assert_array_equal(parallel.chains["beta"], sequential.chains["beta"])
-    # a closure does not pickle: it runs sequentially, with the same draws
-    unpicklable = vt.run_mcmc(lambda X, y: pair.model(X, y), *args, **options)
-    assert unpicklable.info["parallel"] is False
+    # a lambda travels by value (cloudpickle): it runs in parallel too, with the same draws
+    closure = vt.run_mcmc(lambda X, y: pair.model(X, y), *args, **options)
+    assert closure.info["parallel"] is True
+    np.testing.assert_array_equal(closure.chains["beta"], sequential.chains["beta"])
+    # a model holding a lock does not pickle: it runs sequentially, says why, with the same draws
+    lock = threading.Lock()
+
+    def locked(X, y):
+        with lock:
+            return pair.model(X, y)
+
+    unpicklable = vt.run_mcmc(locked, *args, **options)
+    assert unpicklable.info["parallel"] is False and "pickle" in unpicklable.info["sequential_because"]
     np.testing.assert_array_equal(unpicklable.chains["beta"], sequential.chains["beta"])
 
 

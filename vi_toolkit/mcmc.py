@@ -5,25 +5,21 @@ Two ways to make it faster than plain Pyro NUTS, both keeping NUTS exact:
 - ``init=vi_result`` starts every chain from a draw of a VI fit and fixes the inverse mass matrix to the
   covariance of the VI draws in NUTS's unconstrained space, so warm-up only has to adapt the step size
   (a much shorter ``warmup`` suffices). A poor fit only costs efficiency, never correctness.
-- ``parallel=True`` runs the chains in spawned worker processes (one chain per process, up to the number of
-  cores), each from the same seed as in a sequential run, so the draws are the same. Spawned workers import
-  the model afresh: it must be picklable (a module-level function, or a method of an object of a class
-  defined in an importable module, such as the pairs in ``models``), and a script that calls ``run_mcmc``
-  must guard its top level with ``if __name__ == "__main__":``. Anything else runs sequentially.
-  ("fork" is not used: a forked child of a process that has run torch's OpenMP threads can hang.)
+- ``parallel=True`` runs the chains in worker processes (:mod:`vi_toolkit.workers`: one chain per worker, up to
+  the number of cores, one torch thread each), each from the same seed as in a sequential run, so the draws are
+  the same. The workers never import the caller's ``__main__`` (no ``if __name__ == "__main__":`` guard is
+  needed) and the model and data travel pickled by cloudpickle, so models defined in a script, a notebook or
+  ``python -c`` run in parallel too. What does not pickle, or a pool that fails, runs sequentially.
+
+Every chain runs on its own random stream and thread count (:func:`vi_toolkit.isolation.isolated`): the
+caller's torch, numpy and Python random streams and torch's thread count are as they were after the call.
 """
 
-import multiprocessing
-import os
-import pickle
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-import arviz as az
 import numpy as np
-import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.infer import MCMC, NUTS, Predictive
@@ -31,21 +27,28 @@ from pyro.infer.autoguide.initialization import init_to_value
 from pyro.infer.mcmc.adaptation import BlockMassMatrix
 from torch.distributions import biject_to
 
+from . import workers
 from .errors import ConfigError, ModelGuideError
-from .inference_data import from_chains
-from .validate import whole
+from .isolation import isolated
+from .posterior import stored_draws
+from .problem import Problem
+from .validate import between, whole
+from .validate import seed as check_seed
+
+_DIVERGING = object()  # key of the divergence flags when they are subset along with the draws
 
 
 class MCMCResult:
-    """NUTS draws of every latent site, chain by chain, with divergences and timing."""
+    """NUTS draws of every latent and ``pyro.deterministic`` site, chain by chain, with divergences and timing.
+    Implements the posterior protocol (:class:`vi_toolkit.posterior.Posterior`)."""
 
-    kind = "mcmc"
+    losses = None  # no optimization trace
 
     def __init__(self, *, chains, seconds, divergences, info):
         self.chains = chains  # site -> numpy array (chains, draws, *site_shape)
         self.seconds = float(seconds)
-        self.diverging = divergences  # numpy bool array (chains, draws)
-        self.info = info
+        self.diverging = np.asarray(divergences, dtype=bool)  # (chains, draws)
+        self.info = {"method": "nuts", **info}
 
     def __repr__(self):
         first = next(iter(self.chains.values()))
@@ -59,19 +62,33 @@ class MCMCResult:
         """Number of divergent transitions after warm-up, over all chains."""
         return int(self.diverging.sum())
 
-    def draws(self):
-        """site -> numpy array (chains * draws, *site_shape), chains stacked in order."""
-        return {name: value.reshape((-1,) + value.shape[2:]) for name, value in self.chains.items()}
+    def draws(self, n=None, seed=0):
+        """site -> numpy array (n, *site_shape). ``n=None``: every draw, chains stacked in order; else ``n``
+        draws chosen with ``seed`` (without replacement up to the number stored, a bootstrap beyond)."""
+        every = {name: value.reshape((-1,) + value.shape[2:]) for name, value in self.chains.items()}
+        return every if n is None else stored_draws(every, n, seed)
 
-    def to_inference_data(self):
-        return from_chains(
-            self.chains,
-            sample_stats={"diverging": self.diverging},
-            attrs={"method": "nuts", "jit": str(self.info.get("jit"))},
-        )
+    def to_inference_data(self, n=None, seed=0):
+        """ArviZ InferenceData: every chain (``n=None``), or the ``n`` draws of ``draws(n, seed)`` as one chain;
+        ``sample_stats.diverging`` alongside."""
+        from .inference_data import from_chains
+
+        attrs = {"method": "nuts", "jit": str(self.info.get("jit"))}
+        if n is None:
+            return from_chains(self.chains, sample_stats={"diverging": self.diverging}, attrs=attrs)
+        subset = stored_draws({**self.draws(), _DIVERGING: self.diverging.reshape(-1)}, n, seed)
+        diverging = subset.pop(_DIVERGING)
+        return from_chains({name: value[None] for name, value in subset.items()},
+                           sample_stats={"diverging": diverging[None]}, attrs=attrs)
+
+    def log_weights(self, n=1000, seed=0):
+        """None: MCMC draws have no density to weight them with."""
+        return None
 
     def summary(self):
         """pandas table per parameter: mean, sd, r_hat, ess_bulk, ess_tail."""
+        import arviz as az
+
         table = az.summary(self.to_inference_data(), kind="all", round_to="none")
         return table[["mean", "sd", "r_hat", "ess_bulk", "ess_tail"]]
 
@@ -121,14 +138,15 @@ def start_from_vi(vi_result, model, args, kwargs, chains, seed=0, mass="dense", 
     """NUTS's start from a VI fit: chain c starts at VI draw c, and the inverse mass matrix is the covariance
     Sigma of ``num_draws`` VI draws z = T^-1(theta) in unconstrained space (its diagonal if ``mass="diag"``),
     shrunk as in Stan: n/(n+5) Sigma + 1e-3 * 5/(n+5) I."""
-    if getattr(vi_result, "kind", None) != "vi" or not hasattr(vi_result, "structure"):
+    if not (callable(getattr(vi_result, "draws", None))
+            and hasattr(getattr(vi_result, "structure", None), "latent_shapes")):
         raise ConfigError(f"init must be a VIResult from vt.fit_vi, got {type(vi_result).__name__}")
     if mass not in ("dense", "diag"):
         raise ConfigError(f"init_mass must be 'dense' or 'diag', got {mass!r}")
     sites = tuple(sorted(vi_result.structure.latent_shapes))
     n = max(num_draws, chains)
     draws = {name: torch.as_tensor(value) for name, value in vi_result.draws(n, seed).items()}
-    with torch.no_grad():
+    with isolated(seed), torch.no_grad():
         trace = poutine.trace(model).get_trace(*args, **kwargs)
     missing = [s for s in sites if s not in trace.nodes]
     if missing:
@@ -144,90 +162,78 @@ def start_from_vi(vi_result, model, args, kwargs, chains, seed=0, mass="dense", 
     return Start(values, inverse_mass.to(torch.get_default_dtype()), sites)
 
 
-def _deterministic(model, args, kwargs, samples):
-    """The model's ``pyro.deterministic`` sites at each draw (NUTS records the latent sites only), so that MCMC
-    draws carry the same sites as VI draws: site -> tensor (draws, *shape)."""
-    trace = poutine.trace(model).get_trace(*args, **kwargs)
-    names = [name for name, site in trace.nodes.items()
-             if site["type"] == "sample" and site["infer"].get("_deterministic")]
-    if not names:
+
+def _deterministic(model, args, kwargs, samples, shapes):
+    """The model's ``pyro.deterministic`` sites (``shapes``: site -> value shape) at each draw, since NUTS records
+    the latent sites only, so that MCMC draws carry the same sites as VI draws: site -> tensor (draws, *shape).
+    (Predictive gives a scalar site as (draws, 1): each is reshaped to its shape in one trace.)"""
+    if not shapes:
         return {}
+    n = len(next(iter(samples.values())))
     with torch.no_grad():
-        return Predictive(model, posterior_samples=samples, return_sites=names)(*args, **kwargs)
+        found = Predictive(model, posterior_samples=samples, return_sites=list(shapes))(*args, **kwargs)
+    return {name: found[name].reshape((n,) + tuple(shape)) for name, shape in shapes.items()}
 
 
-def _run_chain(model, args, kwargs, draws, warmup, seed, progress, jit, target_accept, start=None):
-    pyro.set_rng_seed(seed)
-    options = {}
-    if start is not None:  # start values and a fixed mass matrix from VI; warm-up adapts the step size only
-        options = {"init_strategy": init_to_value(values=start[0]), "adapt_mass_matrix": False,
-                   "full_mass": start[1].dense}
-    kernel = NUTS(model, jit_compile=jit, ignore_jit_warnings=True, target_accept_prob=target_accept, **options)
-    if start is not None:
-        kernel.mass_matrix_adapter = _MassFrom(start[1])
-    mcmc = MCMC(kernel, num_samples=draws, warmup_steps=warmup, num_chains=1, disable_progbar=not progress)
-    with warnings.catch_warnings():
-        if jit:
-            warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
-            warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace. is deprecated", category=FutureWarning)
-        mcmc.run(*args, **kwargs)
-    samples = mcmc.get_samples()
-    samples = {**samples, **_deterministic(model, args, kwargs, samples)}
-    samples = {name: value.detach().numpy() for name, value in samples.items()}
-    diverging = np.zeros(draws, dtype=bool)
-    diverging[list(mcmc.diagnostics()["divergences"]["chain 0"])] = True
-    return samples, diverging
+def _chain(model, args, kwargs, draws, warmup, seed, progress, jit, target_accept, start, deterministic, threads):
+    """One NUTS chain on the random stream ``seed`` with ``threads`` intra-op threads (None: the caller's); the
+    caller's stream and thread count are put back. Returns (site -> numpy draws, divergence flags)."""
+    steps = [0]
+
+    def hook(kernel, params, stage, i):  # progress, for a parent that shows the chains of its workers
+        steps[0] += 1
+        workers.report(steps[0], warmup + draws)
+
+    with isolated(seed, threads=threads):
+        options = {}
+        if start is not None:  # start values and a fixed mass matrix from VI; warm-up adapts the step size only
+            options = {"init_strategy": init_to_value(values=start[0]), "adapt_mass_matrix": False,
+                       "full_mass": start[1].dense}
+        kernel = NUTS(model, jit_compile=jit, ignore_jit_warnings=True, target_accept_prob=target_accept, **options)
+        if start is not None:
+            kernel.mass_matrix_adapter = _MassFrom(start[1])
+        mcmc = MCMC(kernel, num_samples=draws, warmup_steps=warmup, num_chains=1, disable_progbar=not progress,
+                    hook_fn=hook)
+        with warnings.catch_warnings():
+            if jit:
+                warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+                warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace. is deprecated", category=FutureWarning)
+            mcmc.run(*args, **kwargs)
+        samples = mcmc.get_samples()
+        samples = {**samples, **_deterministic(model, args, kwargs, samples, deterministic)}
+        diverging = np.zeros(draws, dtype=bool)
+        diverging[list(mcmc.diagnostics()["divergences"]["chain 0"])] = True
+    return {name: value.detach().numpy() for name, value in samples.items()}, diverging
 
 
-def _chain_in_process(task, threads):
-    """Worker: one chain with ``threads`` torch threads; a failure of the model comes back as a value."""
-    torch.set_num_threads(threads)
+def _in_workers(tasks, progress):
+    """The chains ``tasks`` in worker processes, one torch thread each; WorkerError if the pool cannot run them."""
+    bars = []
+    if progress:
+        from tqdm.auto import tqdm
+
+        bars = [tqdm(total=task[3] + task[4], desc=f"chain {i}", position=i, leave=True, dynamic_ncols=True)
+                for i, task in enumerate(tasks)]
+
+    def on_progress(i, done, total):
+        if bars:
+            bars[i].update(done - bars[i].n)
+
     try:
-        return True, _run_chain(*task)
-    except Exception as exc:  # noqa: BLE001 - re-raised in the parent, which decides what it means
-        return False, exc
+        return workers.run([(_chain, task, {}) for task in tasks], workers=workers.cores(),
+                           preload=("vi_toolkit.mcmc",), on_progress=on_progress)
+    finally:
+        for bar in bars:
+            bar.close()
 
 
-def _picklable(obj):
-    try:
-        pickle.dumps(obj)
-        return True
-    except Exception:  # noqa: BLE001 - lambdas, closures, locally defined classes, open handles ...
-        return False
-
-
-_POOL = {}  # the spawned worker pool, kept between calls so that each worker imports torch and Pyro once
-
-
-def _pool(workers):
-    pool = _POOL.get(workers)
-    if pool is None:
-        pool = _POOL[workers] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    return pool
-
-
-def _in_processes(tasks):
-    """Run ``tasks`` in spawned processes; None if the pool itself failed (the caller then runs them in turn)."""
-    workers = min(len(tasks), os.cpu_count() or 1)
-    threads = max(1, torch.get_num_threads() // workers)
-    try:
-        outcomes = list(_pool(workers).map(_chain_in_process, tasks, [threads] * len(tasks)))
-    except Exception:  # noqa: BLE001 - a broken pool, or a model that does not unpickle in a fresh process
-        _POOL.pop(workers).shutdown(wait=False, cancel_futures=True)
-        return None
-    for ok, value in outcomes:
-        if not ok:
-            raise value
-    return [value for _, value in outcomes]
-
-
-def _can_spawn(chains, tasks):
-    return (
-        chains > 1
-        and (os.cpu_count() or 1) > 1
-        and multiprocessing.parent_process() is None  # never from inside a worker
-        and _picklable(tasks)
-    )
+def _sequential_because(parallel, chains):
+    """Why the chains run one after another, or None if they can run in worker processes."""
+    if not parallel:
+        return "parallel=False"
+    if chains < 2:
+        return "one chain"
+    return workers.unavailable()
 
 
 def run_mcmc(
@@ -245,43 +251,57 @@ def run_mcmc(
     parallel=True,
     **model_kwargs,
 ):
-    """Sample the posterior of ``model`` given ``*args, **model_kwargs`` with NUTS.
+    """Sample the posterior of ``model`` given ``*args, **model_kwargs`` (or a :class:`~vi_toolkit.Problem`)
+    with NUTS.
 
-    Each chain runs from its own seed (``numpy.random.SeedSequence(seed).spawn``). ``jit=True`` compiles the
+    Each chain runs from its own seed (``numpy.random.SeedSequence(seed).spawn``) on a private random stream: the
+    caller's random streams and torch thread count are untouched. Small models run on one torch thread, large
+    ones on torch's default (the :class:`~vi_toolkit.Problem`'s thread policy). ``jit=True`` compiles the
     potential energy with ``torch.jit`` and falls back to the plain one if the model does not trace.
 
     - ``init``: a :class:`~vi_toolkit.VIResult` of the same model and data. Chain c starts at VI draw c and the
       inverse mass matrix is fixed to the VI draws' covariance in unconstrained space (``init_mass="dense"``)
       or its diagonal (``"diag"``); warm-up then only adapts the step size, so a short ``warmup`` (100-300)
       suffices where the fit is close.
-    - ``parallel``: run the chains in spawned processes (torch threads shared out among them), when the
-      model and data pickle and there are several chains and cores; otherwise, or if the pool fails, they
-      run one after another. The worker processes are kept for later calls; each pays the import of torch
-      and Pyro once (a few seconds), so this pays off for chains that take longer than that. The draws are those of a sequential run with the same
-      seed (up to floating-point summation order where a sequential run uses more torch threads on large
-      tensors). Progress bars are shown only for sequential chains. ``info["parallel"]`` says what ran.
+    - ``parallel``: run the chains in worker processes (one torch thread each) when there are several chains
+      and cores and this is not itself a worker; they never re-run the calling script, and the model and data
+      travel by cloudpickle. Models or data that do not pickle, or a worker that fails, run sequentially
+      instead (``info["sequential_because"]`` says why). The workers are kept for later calls; each pays the
+      import of torch and Pyro once (a few seconds), so this pays off for chains that take longer than that.
+      The draws are those of a sequential run with the same seed (up to floating-point summation order where a
+      sequential run uses more torch threads on large tensors). ``info["parallel"]`` says what ran.
     """
     _check_counts(draws, warmup, chains)
-    seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(chains)]
+    seed = check_seed(seed)
+    target_accept = between("target_accept", target_accept, 0, 1)
+    if init_mass not in ("dense", "diag"):
+        raise ConfigError(f"init_mass must be 'dense' or 'diag', got {init_mass!r}")
     t0 = time.perf_counter()
+    problem = Problem.of(model, *args, **model_kwargs)
+    model, args, kwargs = problem.model, problem.args, problem.kwargs
+    seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(chains)]
     starts = [None] * chains
     if init is not None:
-        found = start_from_vi(init, model, args, model_kwargs, chains, seed=seed, mass=init_mass)
+        found = start_from_vi(init, model, args, kwargs, chains, seed=seed, mass=init_mass)
         starts = [(values, found) for values in found.values]
-    in_processes = bool(parallel) and _can_spawn(chains, (model, args, model_kwargs, starts))
+    because = _sequential_because(parallel, chains)
 
     def sample(compiled):
-        nonlocal in_processes
-        tasks = [
-            (model, args, model_kwargs, draws, warmup, s, progress and not in_processes, compiled, target_accept, st)
-            for s, st in zip(seeds, starts)
-        ]
-        if in_processes:
-            per_chain = _in_processes(tasks)
-            if per_chain is not None:
-                return per_chain
-            in_processes = False
-        return [_run_chain(*task) for task in tasks]
+        nonlocal because
+
+        def tasks(in_workers):
+            return [
+                (model, args, kwargs, draws, warmup, s, progress and not in_workers, compiled, target_accept, st,
+                 problem.deterministic_shapes, 1 if in_workers else problem.threads)
+                for s, st in zip(seeds, starts)
+            ]
+
+        if because is None:
+            try:
+                return _in_workers(tasks(True), progress)
+            except workers.WorkerError as exc:
+                because = str(exc)
+        return [_chain(*task) for task in tasks(False)]
 
     try:
         try:
@@ -298,13 +318,16 @@ def run_mcmc(
     stacked = {name: np.stack([samples[name] for samples, _ in per_chain]) for name in per_chain[0][0]}
     diverging = np.stack([d for _, d in per_chain])
     info = {
+        "method": "nuts",
         "draws": draws,
         "warmup": warmup,
         "chains": chains,
         "seed": seed,
         "jit": jit,
         "target_accept": target_accept,
-        "parallel": in_processes,
-        "init": None if init is None else {"guide": init.info.get("guide"), "mass": init_mass},
+        "parallel": because is None,
+        "init": None if init is None else {"guide": getattr(init, "info", {}).get("guide"), "mass": init_mass},
     }
+    if because is not None:
+        info["sequential_because"] = because
     return MCMCResult(chains=stacked, seconds=seconds, divergences=diverging, info=info)
