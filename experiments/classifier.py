@@ -34,6 +34,11 @@ class Config:
     warmup: int = 1000
     chains: int = 2
 
+    def __post_init__(self):
+        if self.nuts and self.nuts_init and self.nuts_init not in self.guides:
+            raise vt.ConfigError(f"nuts_init={self.nuts_init!r} is not one of the fitted guides {self.guides}; "
+                                 "add it to guides or set nuts_init to an empty string")
+
 
 DEMO = {"steps": 1500, "posterior_draws": 2000, "khat_draws": 1000, "draws": 300, "warmup": 150}
 
@@ -57,9 +62,6 @@ def sd_scatter(draws, reference, methods):
 
 
 def run(config, folder, seed):
-    if config.nuts and config.nuts_init and config.nuts_init not in config.guides:
-        raise vt.ConfigError(f"nuts_init={config.nuts_init!r} is not one of the fitted guides {config.guides}; "
-                             "add it to guides or set nuts_init to an empty string")
     split = load(config.dataset, config.test_fraction, seed)
     pair = models.get(
         "logistic", n_classes=split.n_classes, prior_scale=config.prior_scale, hierarchical=config.hierarchical

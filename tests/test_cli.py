@@ -1,5 +1,6 @@
 """The CLI: every bad input prints one line to stderr and exits 2; a run writes a complete run folder."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -17,15 +18,51 @@ BAD_INPUTS = {
     "bad --seed": ["run", "conjugate", "--seed", "x"],
     "unreadable config": ["run", "conjugate", "--config", "/no/such/config.toml"],
     "report of a non-run folder": ["report", "/"],
+    "negative seed": ["run", "conjugate", "--seed", "-1"],
+    "huge seed": ["run", "conjugate", "--seed", str(2**40)],
+    "negative count": ["run", "conjugate", "--set", "n_obs=-1"],
+    "zero count": ["run", "conjugate", "--set", "elbo_draws=0"],
+    "empty list": ["run", "vi-vs-mcmc", "--set", "guides="],
+    "unknown guide": ["run", "vi-vs-mcmc", "--set", "guides=normal,gaussian"],
+    "unknown objective": ["run", "vi-vs-mcmc", "--set", "objectives=elbo,kl"],
+    "not a finite number": ["run", "conjugate", "--set", "lr=nan"],
+    "demo seed": ["demo", "--seed", "1.5"],
 }
 
 
 @pytest.mark.parametrize("argv", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
-def test_bad_input_exits_2_with_one_line(argv, capsys):
+def test_bad_input_exits_2_with_one_line_and_creates_nothing(argv, capsys, tmp_path):
+    out = tmp_path / "run"
+    if argv[0] in ("run", "demo"):
+        argv = [*argv, "--out", str(out)]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("vi-toolkit: error: ")
     assert "Traceback" not in err
+    assert not out.exists()  # the whole configuration is checked before the run folder is made
+
+
+def test_a_closed_pipe_ends_the_listing_quietly():
+    out = subprocess.run(f"{sys.executable} -m vi_toolkit.cli list | head -1", shell=True, capture_output=True,
+                         text=True, timeout=120)
+    assert out.stdout.count("\n") == 1 and "Traceback" not in out.stderr and "Error" not in out.stderr
+
+
+def test_a_failed_run_is_marked_incomplete_and_its_report_says_so(tmp_path, capsys, monkeypatch):
+    from vi_toolkit.experiments import conjugate
+
+    def broken(config, folder, seed):
+        raise RuntimeError("the model server went away")
+
+    monkeypatch.setattr(conjugate, "EXPERIMENT", dataclasses.replace(conjugate.EXPERIMENT, run=broken))
+    out = tmp_path / "run"
+    assert main(["run", "conjugate", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the model server went away" in err and "Traceback" not in err
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["complete"] is False and "the model server went away" in meta["error"]
+    assert main(["report", str(out)]) == 0
+    assert "Incomplete run" in (out / "report.html").read_text()
 
 
 def test_bad_config_file_contents(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """The ``vi-toolkit`` command: list, run, demo, report. Bad input prints one line and exits 2."""
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -12,6 +13,16 @@ RUNS_ROOT = "runs"
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, like every other bad input
         raise VIToolkitError(f"{message} (see 'vi-toolkit --help')")
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 2**32), got {value}")
+    return value
 
 
 def _experiments():
@@ -40,6 +51,17 @@ def _finish(folder):
     return 0
 
 
+def _run_into(folder, work):
+    """Run ``work()`` into ``folder``, recording in run.json whether it completed (and why not)."""
+    try:
+        work()
+    except BaseException as exc:
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+        folder.finish(error=" ".join(reason.split())[:500])
+        raise
+    folder.finish()
+
+
 def cmd_run(args):
     from .experiment import build_config, parse_assignments, read_config_file, run_experiment
     from .results import RunFolder
@@ -47,10 +69,12 @@ def cmd_run(args):
     experiment = _experiments().get(args.experiment)
     overrides = read_config_file(args.config) if args.config else {}
     overrides.update(parse_assignments(args.set))
-    config = build_config(experiment, overrides=overrides)
+    config = build_config(experiment, overrides=overrides)  # the whole configuration is checked first
     meta = {"command": "run", "experiment": experiment.name, "seed": args.seed}
     folder = RunFolder.create(args.out, meta=meta) if args.out else RunFolder.new(RUNS_ROOT, experiment.name, meta=meta)
-    run_experiment(experiment, config, folder, args.seed)
+    record = {}
+    _run_into(folder, lambda: record.update(run_experiment(experiment, config, folder, args.seed)))
+    print(f"{experiment.name}: {record['seconds']:.1f} s. {record['summary']}", flush=True)
     return _finish(folder)
 
 
@@ -59,13 +83,18 @@ def cmd_demo(args):
     from .results import RunFolder
 
     registry = _experiments()
-    meta = {"command": "demo", "seed": args.seed, "experiments": registry.available()}
+    configs = {name: build_config(registry.get(name), demo=True) for name in registry.available()}
+    meta = {"command": "demo", "seed": args.seed, "experiments": list(configs)}
     folder = RunFolder.create(args.out, meta=meta) if args.out else RunFolder.new(RUNS_ROOT, "demo", meta=meta)
-    for name in registry.available():
-        experiment = registry.get(name)
-        print(f"== {name}: {experiment.description}", flush=True)
-        record = run_experiment(experiment, build_config(experiment, demo=True), folder.sub(name), args.seed)
-        print(f"   {record['seconds']:.1f} s. {record['summary']}", flush=True)
+
+    def work():
+        for name, config in configs.items():
+            experiment = registry.get(name)
+            print(f"== {name}: {experiment.description}", flush=True)
+            record = run_experiment(experiment, config, folder.sub(name), args.seed)
+            print(f"   {record['seconds']:.1f} s. {record['summary']}", flush=True)
+
+    _run_into(folder, work)
     return _finish(folder)
 
 
@@ -85,11 +114,11 @@ def build_parser():
     run.add_argument("--config", help="TOML or JSON file of settings")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
     run.add_argument("--out", help="run folder to create (must not exist)")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=_seed, default=0, help="random seed, a whole number in [0, 2**32)")
     run.set_defaults(handler=cmd_run)
     demo = commands.add_parser("demo", help="every experiment at a small size, one run folder, one report")
     demo.add_argument("--out", help="run folder to create (must not exist)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=_seed, default=0, help="random seed, a whole number in [0, 2**32)")
     demo.set_defaults(handler=cmd_demo)
     report = commands.add_parser("report", help="(re)build report.html of a run folder")
     report.add_argument("run_dir")
@@ -103,11 +132,22 @@ def main(argv=None):
         args = build_parser().parse_args(argv)
         return args.handler(args)
     except VIToolkitError as exc:
-        print(f"vi-toolkit: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+        return _fail(exc, 2)
     except KeyboardInterrupt:
         print("vi-toolkit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (vi-toolkit list | head -1): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:  # a full disk, a permission: the system's words, one line
+        return _fail(f"{exc.strerror or exc} ({exc.filename or 'while writing'}); the run folder is marked incomplete", 1)
+    except Exception as exc:  # noqa: BLE001 - never a traceback: one line, and the run is marked incomplete
+        return _fail(f"internal error, please report it: {type(exc).__name__}: {exc}", 1)
+
+
+def _fail(message, code):
+    print(f"vi-toolkit: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

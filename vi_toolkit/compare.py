@@ -42,9 +42,14 @@ def reference_draws_and_moments(reference, draws=4000, seed=0):
         with isolated(seed):
             reference = flatten({site: d.sample((draws,)).numpy() for site, d in reference.items()})
     try:
-        reference = flatten({label: np.asarray(v, dtype=float) for label, v in reference.items()})
+        arrays = {label: np.asarray(v, dtype=float) for label, v in reference.items()}
     except (TypeError, ValueError) as exc:
         raise DataError(f"reference draws must be numeric arrays: {exc}") from None
+    flat = [label for label, v in arrays.items() if v.ndim == 0]
+    if flat:
+        raise DataError(f"reference of {flat[:3]} is a single number: give draws (an array), a (mean, sd) pair or a "
+                        "torch Distribution")
+    reference = flatten(arrays)
     for label, v in reference.items():
         if len(v) < 2 or not np.isfinite(v).all():
             raise DataError(f"reference draws of {label!r} must be at least 2 finite values")

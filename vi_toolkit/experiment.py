@@ -7,6 +7,7 @@ frozen dataclass whose defaults are the full-size run, ``demo`` the overrides of
 
 import dataclasses
 import json
+import math
 import time
 import tomllib
 import typing
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+from .validate import seed as check_seed
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,10 @@ def _coerce(experiment, key, value, kind):
             if origin is tuple:
                 value = [part.strip() for part in text.split(",") if part.strip()]
             else:
-                return origin(text)
+                value = origin(text)
+                if origin is float and not math.isfinite(value):
+                    raise ValueError
+                return value
         if origin is tuple:
             (item,) = set(typing.get_args(kind)) - {Ellipsis} or {str}
             return tuple(item(v) for v in value)
@@ -102,15 +107,51 @@ def build_config(experiment, *, demo=False, overrides=None):
             )
         values[key] = _coerce(experiment, key, value, options[key][0])
     try:
-        return experiment.config(**values)
+        config = experiment.config(**values)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{experiment.name}: {exc}") from None
+    for key, (kind, default) in options.items():
+        _check_value(experiment, key, getattr(config, key), kind, default)
+    return config
+
+
+def _check_value(experiment, key, value, kind, default):
+    """The checks every setting gets from its type: whole numbers are counts (>= 1, or >= 0 where the default
+    is 0), numbers are finite, lists are not empty (unless empty by default); experiments check the rest."""
+    origin = typing.get_origin(kind) or kind
+    problem = None
+    if origin is int and value < (0 if default == 0 else 1):
+        problem = f"must be a whole number >= {0 if default == 0 else 1}"
+    elif origin is float and not math.isfinite(value):
+        problem = "must be a finite number"
+    elif origin is tuple and not value and default:
+        problem = "must list at least one value (comma-separated, e.g. guides=normal,mvn)"
+    known = _REGISTRIES[key]() if key in _REGISTRIES else None
+    if known is not None and origin is tuple and not set(value) <= set(known):
+        problem = f"names {sorted(set(value) - set(known))} unknown; choose from {sorted(known)}"
+    if problem:
+        raise ConfigError(f"{experiment.name}: {key}={value!r} {problem}")
+
+
+def _guides():
+    from .guides import AUTOGUIDES
+
+    return AUTOGUIDES
+
+
+def _objectives():
+    from .objectives import OBJECTIVES
+
+    return OBJECTIVES
+
+
+_REGISTRIES = {"guides": _guides, "objectives": _objectives}  # settings whose values are registered names
 
 
 def run_experiment(experiment, config, folder, seed):
     """Run ``experiment`` into ``folder`` (a RunFolder) and record what was run in experiment.json."""
     start = time.perf_counter()
-    summary = experiment.run(config, folder, seed)
+    summary = experiment.run(config, folder, check_seed(seed))
     record = {
         "name": experiment.name,
         "description": experiment.description,

@@ -46,16 +46,27 @@ def threads_for(largest):
 
 
 @contextlib.contextmanager
+def threads_limited(threads):
+    """Run the block on ``threads`` intra-op threads (None: as the caller has it); the caller's count after.
+    A loop of many short steps runs inside one such block, so that the count is not switched at every step."""
+    caller = torch.get_num_threads()
+    try:
+        if threads is not None and threads != caller:
+            torch.set_num_threads(threads)
+        yield
+    finally:
+        if torch.get_num_threads() != caller:
+            torch.set_num_threads(caller)
+
+
+@contextlib.contextmanager
 def isolated(seed=None, *, stream=None, threads=None, params=None):
     """Run the block on a private random stream (``seed``, or ``stream``, which is advanced), ``threads``
     intra-op threads (None: the caller's), and the parameter-store state ``params`` (a dict from
     ``ParamStoreDict.get_state``, updated in place; None: the caller's store). Everything is restored after."""
-    with _LOCK:
+    with _LOCK, threads_limited(threads):
         caller_rng = torch.get_rng_state()
-        caller_threads = torch.get_num_threads()
         try:
-            if threads is not None and threads != caller_threads:
-                torch.set_num_threads(threads)
             if stream is not None:
                 torch.set_rng_state(stream.state)
             elif seed is not None:
@@ -66,5 +77,3 @@ def isolated(seed=None, *, stream=None, threads=None, params=None):
             if stream is not None:
                 stream.state = torch.get_rng_state()
             torch.set_rng_state(caller_rng)
-            if torch.get_num_threads() != caller_threads:
-                torch.set_num_threads(caller_threads)

@@ -30,12 +30,14 @@ def default_root():
 
 
 def _zero_based(label):
-    """``theta[1]`` -> ``theta[0]``, ``w[1,2]`` -> ``w[0,1]``."""
+    """``theta[1]`` -> ``theta[0]``, ``w[1,2]`` -> ``w[0,1]``; DataError for an index below 1 (not Stan's)."""
     match = re.fullmatch(r"(.+)\[([\d,\s]+)\]", label)
     if not match:
         return label
-    indices = ",".join(str(int(i) - 1) for i in match.group(2).split(","))
-    return f"{match.group(1)}[{indices}]"
+    indices = [int(i) for i in match.group(2).split(",")]
+    if min(indices) < 1:
+        raise DataError(f"reference draws label {label!r} is not 1-based as Stan writes it; is the file from posteriordb?")
+    return f"{match.group(1)}[{','.join(str(i - 1) for i in indices)}]"
 
 
 @dataclass(frozen=True)
@@ -63,10 +65,22 @@ def load(folder):
     missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
         raise DataError(f"{str(folder)!r} is not a posteriordb posterior folder: missing {', '.join(missing)}")
-    data = json.loads((folder / "data.json").read_text())
-    with zipfile.ZipFile(folder / "reference_draws.json.zip") as archive:
-        chains = json.loads(archive.read(archive.namelist()[0]))
+    try:
+        data = json.loads((folder / "data.json").read_text(encoding="utf-8"))
+        with zipfile.ZipFile(folder / "reference_draws.json.zip") as archive:
+            chains = json.loads(archive.read(archive.namelist()[0]))
+    except (OSError, ValueError, IndexError, zipfile.BadZipFile, KeyError) as exc:
+        raise DataError(f"{str(folder)!r} holds an unreadable data.json or reference_draws.json.zip ({type(exc).__name__}: "
+                        f"{exc}); download the posterior again") from None
+    if not isinstance(data, dict) or not isinstance(chains, list) or not chains or not isinstance(chains[0], dict):
+        raise DataError(f"{str(folder)!r}: data.json must hold an object and the reference draws a list of chains")
     labels = list(chains[0])
-    reference = {_zero_based(label): np.array([chain[label] for chain in chains], dtype=float) for label in labels}
+    try:
+        reference = {_zero_based(label): np.array([chain[label] for chain in chains], dtype=float) for label in labels}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{str(folder)!r}: reference draws are not numeric chains of equal length ({exc})") from None
+    bad = sorted(label for label, values in reference.items() if values.ndim != 2 or not np.isfinite(values).all())
+    if bad:
+        raise DataError(f"{str(folder)!r}: reference draws of {bad[:5]} are ragged or hold NaN/inf values")
     stan = folder / "model.stan"
     return Posterior(folder.name, data, stan.read_text() if stan.is_file() else "", reference)

@@ -77,7 +77,7 @@ def _figure_html(path):
 def _results_html(folder):
     """A list of saved results: name, method and seconds from each metrics.json."""
     items = []
-    for method in sorted(p for p in (folder / "results").glob("*") if p.is_dir()):
+    for method in sorted(p for p in (folder / "results").glob("*") if p.is_dir() and not p.is_symlink()):
         metrics = _read_json(method / "metrics.json")
         if metrics is None:
             items.append(f"<li>{escape(method.name)} <span class='muted'>(no readable metrics.json)</span></li>")
@@ -102,21 +102,29 @@ def _experiment_html(folder):
     config = meta.get("config")
     if isinstance(config, dict) and config:
         parts.append("<h3>Config</h3>" + _facts_table(config))
-    tables = sorted((folder / "tables").glob("*.csv"))
+    tables = _inside(folder, sorted((folder / "tables").glob("*.csv")))
     if tables:
         parts.append("<h3>Tables</h3>" + "\n".join(_table_html(p) for p in tables))
-    figures = sorted((folder / "figures").glob("*.png"))
+    figures = _inside(folder, sorted((folder / "figures").glob("*.png")))
     if figures:
         parts.append("<h3>Figures</h3>" + "\n".join(_figure_html(p) for p in figures))
     parts.append("<h3>Saved results</h3>" + _results_html(folder))
     return "\n".join(parts)
 
 
+def _inside(run_dir, paths):
+    """The regular files among ``paths`` that are no symlinks and lie inside ``run_dir`` (nothing outside the
+    run folder is ever read into a report)."""
+    root = run_dir.resolve()
+    return [p for p in paths if not p.is_symlink() and p.is_file() and p.resolve().is_relative_to(root)]
+
+
 def _experiment_folders(run_dir):
     """The run folder itself if it is one experiment, else its experiment sub-folders sorted by name."""
     if (run_dir / EXPERIMENT_MARKER).is_file():
         return [run_dir]
-    return sorted(p for p in run_dir.iterdir() if p.is_dir() and (p / EXPERIMENT_MARKER).is_file())
+    return sorted(p for p in run_dir.iterdir()
+                  if p.is_dir() and not p.is_symlink() and (p / EXPERIMENT_MARKER).is_file())
 
 
 def build_report(run_dir):
@@ -137,13 +145,17 @@ def build_report(run_dir):
             f"{str(run_dir / RUN_MARKER)!r} is not a readable JSON object; the run may have been cut off, run it again"
         )
     sections = [_experiment_html(folder) for folder in _experiment_folders(run_dir)]
+    if run_meta.get("complete") is False:
+        why = run_meta.get("error") or "it was interrupted or is still running"
+        sections.insert(0, f'<p class="summary"><b>Incomplete run:</b> {escape(str(why))}. '
+                           "Results below are partial.</p>")
     if not sections:
         sections = ['<p class="muted">no experiments found (no experiment.json in the folder or its sub-folders)</p>']
     title = "vi-toolkit report"
     body = "\n".join(
         [
             f"<h1>{title}</h1>",
-            f"<p class='muted'>{escape(str(run_dir.resolve()))}</p>",
+            f"<p class='muted'>{escape(run_dir.name)}</p>",
             _facts_table(run_meta),
             *sections,
         ]

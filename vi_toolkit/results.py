@@ -134,8 +134,16 @@ class RunFolder:
             ) from None
         except OSError as exc:
             raise RunFolderError(f"cannot create run folder {str(path)!r}: {exc.strerror}") from None
-        write_json(path / RUN_MARKER, {"created": _now(), **(meta or {})})
+        write_json(path / RUN_MARKER, {"created": _now(), "complete": False, **(meta or {})})
         return cls(path)
+
+    def finish(self, error=None):
+        """Record in run.json that the run completed (or, with ``error``, why it did not)."""
+        meta = json.loads((self.path / RUN_MARKER).read_text(encoding="utf-8"))
+        meta.update(complete=error is None, finished=_now())
+        if error is not None:
+            meta["error"] = error
+        write_json(self.path / RUN_MARKER, meta)
 
     @classmethod
     def new(cls, root, name, *, meta=None):

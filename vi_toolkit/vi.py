@@ -5,6 +5,7 @@ from tqdm.auto import tqdm
 
 from . import svi
 from .checkpoint import load_checkpoint, save_checkpoint
+from .isolation import threads_limited
 from .validate import whole
 from .vi_result import VIResult
 
@@ -60,14 +61,15 @@ def fit_vi(
                disable=not progress or state.done, leave=False, dynamic_ncols=True)
     smoothed = None
     try:
-        while not state.done:
-            loss = svi.step(state)
-            smoothed = loss if smoothed is None else 0.95 * smoothed + 0.05 * loss
-            if checkpoint and (state.done or state.steps_run % checkpoint_every == 0):
-                save_checkpoint(checkpoint, state.state_dict())
-            bar.update(1)
-            if state.steps_run % 25 == 0:
-                bar.set_postfix(loss=f"{smoothed:.5g}", lr=f"{state.lr:.2g}", refresh=False)
+        with threads_limited(state.problem.threads):  # set once for the loop, not switched at every step
+            while not state.done:
+                loss = svi.step(state)
+                smoothed = loss if smoothed is None else 0.95 * smoothed + 0.05 * loss
+                if checkpoint and (state.done or state.steps_run % checkpoint_every == 0):
+                    save_checkpoint(checkpoint, state.state_dict())
+                bar.update(1)
+                if state.steps_run % 25 == 0:
+                    bar.set_postfix(loss=f"{smoothed:.5g}", lr=f"{state.lr:.2g}", refresh=False)
     except KeyboardInterrupt:
         if checkpoint:
             save_checkpoint(checkpoint, state.state_dict())
