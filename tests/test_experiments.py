@@ -9,7 +9,7 @@ from vi_toolkit import experiments
 import vi_toolkit as vt
 from vi_toolkit.experiment import build_config, run_experiment
 from vi_toolkit.models.posteriordb_targets import load_target
-from vi_toolkit.results import RunFolder
+from vi_toolkit.run_folder import RunFolder
 
 
 def _run(name, tmp_path, seed=0, **overrides):

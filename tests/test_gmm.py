@@ -191,7 +191,6 @@ def test_minibatch_scales_likelihood_and_fits(synthetic):
 
 def test_predictive_density_of_point_mass_draws_is_the_mixture_density():
     """An MCMC result whose draws all equal theta gives log sum_k w_k N(x | mu_k, s_k) exactly."""
-    pair = models.get("gmm", K=2, D=1)
     chains = {
         "weights": np.tile([0.3, 0.7], (2, 5, 1)),
         "locs": np.tile([[1.0], [-2.0]], (2, 5, 1, 1)),

@@ -117,7 +117,7 @@ def test_kl_direction_experiment_reports_exact_gaussian_kls(tmp_path):
 
     from vi_toolkit import experiments
     from vi_toolkit.experiment import build_config, run_experiment
-    from vi_toolkit.results import RunFolder
+    from vi_toolkit.run_folder import RunFolder
 
     experiment = experiments.get("kl-direction")
     config = build_config(experiment, overrides={

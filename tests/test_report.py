@@ -13,7 +13,7 @@ from vi_toolkit import plots
 from vi_toolkit.agreement import flatten
 from vi_toolkit.errors import RunFolderError
 from vi_toolkit.report import build_report
-from vi_toolkit.results import RunFolder
+from vi_toolkit.run_folder import RunFolder
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

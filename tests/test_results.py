@@ -60,3 +60,10 @@ class _Payload:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
+
+
+def test_corrupt_posterior_raises_a_run_folder_error(nm_fit8, tmp_path):
+    folder = nm_fit8.save(tmp_path / "vi")
+    (folder / "posterior.nc").write_bytes(b"\x89HDF\r\n garbage")
+    with pytest.raises(vt.RunFolderError, match="posterior.nc"):
+        vt.load_result(folder)

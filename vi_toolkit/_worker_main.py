@@ -85,7 +85,7 @@ def main(argv):
     inbox = queue.SimpleQueue()
     threading.Thread(target=_reader, args=(tasks, inbox), name="vi-toolkit-reader", daemon=True).start()
     _light_package("vi_toolkit")
-    import vi_toolkit.workers
+    import vi_toolkit.workers  # noqa: F401 - the submodule alone (``from vi_toolkit import`` would run __init__)
 
     sys.modules["vi_toolkit.workers"].serve(inbox, results, setup)
 

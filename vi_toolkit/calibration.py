@@ -80,11 +80,10 @@ def metrics(probs, y, bins=10):
 def reliability_diagram(predictions, y, bins=10):
     """One panel per method: accuracy against mean confidence per bin (marker area ~ bin count), the diagonal
     of perfect calibration, and the ECE in the title. ``predictions``: method -> probs."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    from . import plots  # noqa: F401 - selects the Agg backend
-
-    fig, axes = plt.subplots(1, len(predictions), figsize=(3.2 * len(predictions), 3.4), squeeze=False)
+    fig = Figure(figsize=(3.2 * len(predictions), 3.4))
+    axes = fig.subplots(1, len(predictions), squeeze=False)
     for k, (ax, (method, probs)) in enumerate(zip(axes.flat, predictions.items())):
         probs_, labels = _check(probs, y)
         count, conf, acc = _bins(probs_, labels, bins)

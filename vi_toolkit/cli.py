@@ -64,7 +64,7 @@ def _run_into(folder, work):
 
 def cmd_run(args):
     from .experiment import build_config, parse_assignments, read_config_file, run_experiment
-    from .results import RunFolder
+    from .run_folder import RunFolder
 
     experiment = _experiments().get(args.experiment)
     overrides = read_config_file(args.config) if args.config else {}
@@ -80,7 +80,7 @@ def cmd_run(args):
 
 def cmd_demo(args):
     from .experiment import build_config, run_experiment
-    from .results import RunFolder
+    from .run_folder import RunFolder
 
     registry = _experiments()
     configs = {name: build_config(registry.get(name), demo=True) for name in registry.available()}
