@@ -14,11 +14,29 @@ from vi_toolkit import calibration, plots
 from vi_toolkit.agreement import flatten, moment_agreement
 from vi_toolkit.diagnostics import khat_verdict, psis_khat
 from vi_toolkit.experiment import Experiment
-from vi_toolkit.experiments.common import loss_figure, sampler_diagnostics
+from vi_toolkit.experiments.common import loss_figure, sampler_diagnostics, save_captions
 
 
 @dataclass(frozen=True)
 class Config:
+    """Settings of `classifier` (defaults are the full-size run).
+
+    dataset: scikit-learn data set (breast_cancer, ...)
+    test_fraction: share of the data held out for the predictive metrics
+    prior_scale: sd of the Gaussian prior on the coefficients
+    hierarchical: learn the prior scale (a hierarchical prior)
+    guides: autoguide families fitted by VI (delta: MAP)
+    steps: upper bound on SVI steps per fit
+    lr: Adam step size of the VI fits
+    posterior_draws: draws of each result (0: its own: all NUTS draws, 4000 fresh VI draws)
+    khat_draws: importance draws behind each PSIS k-hat
+    nuts: run NUTS as well
+    nuts_init: fitted guide NUTS starts from (point and mass matrix); empty for none
+    draws: NUTS draws kept per chain
+    warmup: NUTS warm-up (adaptation) steps per chain
+    chains: NUTS chains, run in parallel worker processes
+    """
+
     dataset: str = "breast_cancer"
     test_fraction: float = 0.25
     prior_scale: float = 1.0
@@ -48,9 +66,9 @@ def sd_scatter(draws, reference, methods):
     fig = Figure(figsize=(4.2, 4.2))
     ax = fig.subplots()
     ref = np.array([sd for _, sd in reference.values()])
-    for k, method in enumerate(methods):
+    for method in methods:
         sds = np.array([np.std(draws[method][label], ddof=1) for label in reference])
-        ax.scatter(ref, sds, s=14, color=f"C{k % 10}", label=method)
+        ax.scatter(ref, sds, s=14, color=plots.method_colour(method), label=method)
     top = 1.1 * max(ref.max(), max(np.std(v, ddof=1) for m in methods for v in draws[m].values()))
     ax.plot([0, top], [0, top], "k--", linewidth=1, label="equal to NUTS")
     ax.set_xlabel("NUTS posterior sd")
@@ -58,6 +76,19 @@ def sd_scatter(draws, reference, methods):
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    return fig
+
+
+def _method_coloured(fig, methods):
+    """A one-panel-per-method figure with each panel's lines and markers (not the black diagonal) in its
+    method's colour, the one colour per method of every figure (``plots.method_colour``)."""
+    for ax, method in zip(fig.axes, methods):
+        colour = plots.method_colour(method)
+        for line in ax.get_lines():
+            if line.get_linestyle() != "--":
+                line.set_color(colour)
+        for points in ax.collections:
+            points.set_color(colour)
     return fig
 
 
@@ -97,15 +128,29 @@ def run(config, folder, seed):
         folder.save_result(method.replace(" ", "-"), result)
     table = pd.DataFrame(rows)
     folder.save_table("metrics", table)
-    folder.save_figure("reliability", calibration.reliability_diagram(predictions, split.y_test))
+    folder.save_figure("reliability", _method_coloured(calibration.reliability_diagram(predictions, split.y_test),
+                                                       list(predictions)))
     folder.save_figure("losses", loss_figure(fits))
     shown = list(flat[next(iter(flat))])[:3] + ["intercept" if split.n_classes == 2 else "intercept[0]"]
     marginal_methods = [m for m in fits if m != "VI delta"]
-    folder.save_figure("marginals", plots.marginals({m: {p: flat[m][p] for p in shown} for m in marginal_methods}))
+    folder.save_figure("marginals", plots.marginals(
+        {m: {p: flat[m][p] for p in shown} for m in marginal_methods},
+        note=f"{len(shown)} of {len(flat[next(iter(flat))])} coefficients shown: the first three and the intercept"))
     if reference is not None:
         vi_methods = [m for m in ("VI normal", "VI mvn") if m in fits]
         if vi_methods:
             folder.save_figure("sd-scatter", sd_scatter(flat, reference, vi_methods))
+    save_captions(folder, figures={
+        "reliability": "Reliability diagram on the held-out split: predicted probability against the observed "
+                       "frequency per bin; on the diagonal is calibrated.",
+        "marginals": "Marginal posterior densities of three coefficients and the intercept under each method "
+                     "(the MAP point mass is left out).",
+        "sd-scatter": "Posterior sd of every coefficient under mean-field and full-rank VI against NUTS's; below "
+                      "the dashed identity line VI is overconfident.",
+        "losses": "Loss of each fit per step: negative ELBO for VI, negative log joint for MAP (a delta guide).",
+    }, tables={
+        "metrics": "One row per method on the held-out split: accuracy, log loss, Brier score, expected "
+                   "calibration error; agreement with NUTS (standardized mean error, sd ratio); PSIS k-hat."})
     parts = [
         f"{r['method']}: accuracy {r['accuracy']:.3f}, ECE {r['ece']:.3f}"
         + (f", sd ratio {r['min_sd_ratio']:.2f}-{r['max_sd_ratio']:.2f}" if "min_sd_ratio" in r and pd.notna(r.get("min_sd_ratio")) else "")

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse
 from sklearn.metrics import adjusted_rand_score
 
@@ -20,7 +21,7 @@ from vi_toolkit import plots
 from vi_toolkit.agreement import flatten
 from vi_toolkit.errors import ConfigError
 from vi_toolkit.experiment import Experiment
-from vi_toolkit.experiments.common import loss_figure
+from vi_toolkit.experiments.common import loss_figure, save_captions
 from vi_toolkit.models.gmm_cavi import fit_cavi
 from vi_toolkit.models.gmm_posterior import assignments, label_ordered_summary, log_predictive_density, ordered_draws
 from vi_toolkit.models.gmm_restarts import fit_restarts
@@ -30,6 +31,27 @@ DATASETS = ("synthetic", "iris")
 
 @dataclass(frozen=True)
 class Config:
+    """Settings of `gmm` (defaults are the full-size run).
+
+    dataset: synthetic (known truth) or iris (standardized, species as truth)
+    K: mixture components
+    D: dimension of the synthetic data (iris has D=4)
+    n: synthetic training points (iris: 100 of its 150 flowers train, 50 are held out)
+    n_test: synthetic held-out points
+    separation: synthetic: distance of the true means from the origin
+    scale: synthetic: sd of each component in every coordinate
+    steps: upper bound on SVI steps per VI fit
+    lr: Adam step size of the VI fits
+    restarts: VI and CAVI restarts (the best fit is kept)
+    posterior_draws: draws of each result (0: its own: all NUTS draws, 4000 fresh VI/CAVI draws)
+    nuts: run NUTS as well
+    nuts_from_vi: start NUTS from the collapsed VI fit (point and mass matrix)
+    draws: NUTS draws kept per chain
+    warmup: NUTS warm-up (adaptation) steps per chain
+    chains: NUTS chains, run in parallel worker processes
+    save_results: save results/<method>/ for every method (saving a VI result takes seconds)
+    """
+
     dataset: str = "synthetic"  # "synthetic" (known truth) or "iris" (standardized, species as truth)
     K: int = 3
     D: int = 2  # synthetic only; iris has D=4
@@ -92,21 +114,34 @@ def _fits(config, x, seed):
     return fits
 
 
+_COMPONENT_COLOURS = ("#008080", "#b8860b", "#c71585", "#556b2f", "#4682b4", "#a0522d")  # not method colours
+
+
 def _ellipses(x, means, truth):
     """One panel per method (D >= 2): the data (first two coordinates) and each component's posterior mean as a
-    2-sd ellipse of its diagonal covariance; true means as black crosses."""
-    fig = Figure(figsize=(3.6 * len(means), 3.6))
+    2-sd ellipse of its diagonal covariance; true means as black crosses; one legend for the figure."""
+    fig = Figure(figsize=(3.6 * len(means), 4.3))
     axes = fig.subplots(1, len(means), squeeze=False)
     for ax, (method, m) in zip(axes[0], means.items()):
         ax.scatter(x[:, 0], x[:, 1], s=4, color="0.6")
         for k in range(m["locs"].shape[0]):
+            colour = _COMPONENT_COLOURS[k % len(_COMPONENT_COLOURS)]
             centre, sd = m["locs"][k, :2], m["scales"][k, :2]
-            ax.add_patch(Ellipse(centre, 4 * sd[0], 4 * sd[1], fill=False, color=f"C{k}", linewidth=2))
-            ax.plot(*centre, "o", color=f"C{k}")
+            ax.add_patch(Ellipse(centre, 4 * sd[0], 4 * sd[1], fill=False, color=colour, linewidth=2))
+            ax.plot(*centre, "o", color=colour)
         if truth is not None:
             ax.plot(truth[:, 0], truth[:, 1], "kx", markersize=9)
-        ax.set_title(method)
-    fig.tight_layout()
+        ax.set_title(method, color=plots.method_colour(method))
+        ax.set_xlabel("x1")
+        ax.set_ylabel("x2")
+    k_max = max(m["locs"].shape[0] for m in means.values())
+    handles = [Line2D([], [], marker="o", linestyle="", markersize=3, color="0.6", label="training data")]
+    handles += [Line2D([], [], marker="o", color=_COMPONENT_COLOURS[k % len(_COMPONENT_COLOURS)], linewidth=2,
+                       label=f"component {k + 1}: posterior mean, 2-sd ellipse") for k in range(k_max)]
+    if truth is not None:
+        handles.append(Line2D([], [], marker="x", linestyle="", color="k", markersize=8, label="true mean"))
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), frameon=False, fontsize=8)
     return fig
 
 
@@ -137,8 +172,19 @@ def run(config, folder, seed):
     folder.save_table("gmm", table)
     if x.shape[1] > 1:
         folder.save_figure("components", _ellipses(x.numpy(), means, truth))
+    folder.save_figure("marginals", plots.marginals(draws, max_panels=30))  # every parameter (iris: 27)
     folder.save_figure("losses", loss_figure(fits))
-    folder.save_figure("marginals", plots.marginals(draws))
+    save_captions(folder, figures={
+        "components": f"{config.dataset} data (first two coordinates) with each method's posterior mean of every "
+                      "component and its 2-sd ellipse; components are ordered by their first coordinate in every "
+                      "method, so a colour is the same component in every panel.",
+        "marginals": "Marginal posterior density of every component parameter under each method (label-ordered "
+                     "draws).",
+        "losses": "Loss of each VI fit per step (faint: raw, solid: smoothed); restarted fits show the kept one.",
+    }, tables={
+        "gmm": "One row per method: held-out log predictive density per point, adjusted Rand index of the held-out "
+               "assignments, largest error of the component means (synthetic data), seconds (all restarts) and "
+               "NUTS's R-hat, ESS and divergences."})
     best = table.heldout_lpd_per_point.max()
     return (
         f"{config.dataset} (K={config.K}, {len(x)} training / {len(x_test)} held-out points). Held-out log density "

@@ -15,6 +15,7 @@ import pyro.distributions as dist
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
+from matplotlib.transforms import offset_copy
 from torch.distributions import kl_divergence
 
 from vi_toolkit import models
@@ -22,11 +23,26 @@ import vi_toolkit as vt
 from vi_toolkit.models.targets import CorrelatedGaussian
 from vi_toolkit import plots
 from vi_toolkit.experiment import Experiment
+from vi_toolkit.experiments.common import save_captions
 from vi_toolkit.isolation import isolated
 
 
 @dataclass(frozen=True)
 class Config:
+    """Settings of `kl-direction` (defaults are the full-size run).
+
+    correlation: correlation of the two-dimensional Gaussian target
+    separation: distance between the two modes of the bimodal target
+    mixture_scale: sd of each mode of the bimodal target
+    steps: SVI steps per fit (no early stop)
+    lr: Adam step size
+    reverse_particles: Monte Carlo draws per gradient of the reverse-KL (ELBO) fit
+    forward_particles: particles per step of the Renyi and forward-KL fits
+    renyi_alpha: alpha of the Renyi objective
+    reference_draws: exact target draws given to fit_to_draws
+    kl_samples: Monte Carlo draws for each KL on the mixture target
+    """
+
     correlation: float = 0.9
     separation: float = 4.0
     mixture_scale: float = 0.7
@@ -101,15 +117,19 @@ def _panel(ax, pair, title, fits, optima):
     grid = torch.tensor(np.stack([x, y], -1), dtype=torch.get_default_dtype())
     density = pair.distribution().log_prob(grid).exp().numpy()
     ax.contour(x, y, density, levels=6, colors="0.55", linewidths=0.8)
-    for k, (label, (loc, var)) in enumerate(fits.items()):
-        _ellipse(ax, loc, var, f"C{k}", "-", label)
+    for label, (loc, var) in fits.items():
+        _ellipse(ax, loc, var, plots.method_colour(label), "-", label)
     for label, (loc, var) in optima.items():
         _ellipse(ax, loc, var, "k", "--", label)
     ax.set_title(title, fontsize=10)
+    ax.set_xlabel("z0")
+    ax.set_ylabel("z1")
     ax.set_aspect("equal")
     ax.set_xlim(x.min(), x.max())
     ax.set_ylim(y.min(), y.max())
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
+    below_label = offset_copy(ax.transAxes, fig=ax.figure, y=-30, units="points")  # under the z0 label
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below_label, ncol=2,
+              frameon=False)
 
 
 def _ellipse(ax, loc, var, colour, style, label):
@@ -151,12 +171,24 @@ def run(config, folder, seed):
             rows.append(_row(target, label, pair, loc, var, config, seed))
         _panel(ax, pair, target, fits, optima)
         name = "gaussian" if isinstance(pair, CorrelatedGaussian) else "bimodal"
-        folder.save_figure(f"{name}-losses", plots.loss_traces({m: r.losses for m, r in results.items()}))
+        folder.save_figure(f"{name}-losses", plots.loss_traces(
+            {m: r.losses for m, r in results.items()},
+            objectives={m: plots.result_loss_name(r) for m, r in results.items()}, title=target))
     fig.suptitle("mean-field Gaussian q (2-sd ellipses) over the target's density contours")
     fig.tight_layout()
     folder.save_figure("kl-direction", fig)
     table = pd.DataFrame(rows)
     folder.save_table("kl-direction", table)
+    save_captions(folder, figures={
+        "kl-direction": "Each method's fitted mean-field Gaussian q as a 2-sd ellipse (solid) over the target's "
+                        "density contours, with the exact optima dashed: reverse KL shrinks the variances (Gaussian) "
+                        "or locks onto one mode (mixture); forward KL keeps the marginal variances and covers both.",
+        "gaussian-losses": "Correlated Gaussian target: the loss of each fit per step. The objectives differ, so the "
+                           "levels are not comparable across methods; each should flatten.",
+        "bimodal-losses": "Bimodal mixture target: the loss of each fit per step (objectives differ; see legend).",
+    }, tables={
+        "kl-direction": "One row per target and method: fitted means and variances, KL(q||p) and KL(p||q) with "
+                        "standard errors (exact for the Gaussian target, Monte Carlo for the mixture)."})
     return _summary(table)
 
 

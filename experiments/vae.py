@@ -20,10 +20,33 @@ import vi_toolkit as vt
 from vi_toolkit import images, iwae, plots
 from vi_toolkit.errors import ConfigError
 from vi_toolkit.experiment import Experiment
+from vi_toolkit.experiments.common import save_captions
 
 
 @dataclass(frozen=True)
 class Config:
+    """Settings of `vae` (defaults are the full-size run).
+
+    dataset: digits (bundled), mnist or fashion-mnist (from root)
+    root: folder with MNIST/raw/ or FashionMNIST/raw/ (see vi_toolkit.images)
+    decoder: bernoulli, cbernoulli, gaussian or gaussian-learned
+    binarize: dynamic binarization for the bernoulli decoder (test images binarized once)
+    z_dim: latent dimension
+    hidden: hidden layer widths of encoder and decoder
+    activation: hidden-layer activation (tanh, relu, ...)
+    encoder_scale: 0: learned encoder variance; > 0: fixed at this scale
+    beta: weight of the KL term (beta-VAE)
+    warmup_epochs: KL warm-up length in epochs
+    objective: elbo-plain (Monte Carlo KL) or elbo-analytic (closed-form KL)
+    epochs: training epochs
+    batch_size: images per mini-batch
+    lr: Adam step size
+    variants: extra fits with one setting changed, each key=value
+    iwae_ks: importance samples k of the test IWAE-k bounds
+    n_eval: test images for the bounds (0: all)
+    checkpoint_dir: per-epoch checkpoints here (a rerun with the same folder resumes); empty: the run folder
+    """
+
     dataset: str = "digits"  # digits (bundled), mnist or fashion-mnist (from root)
     root: str = ""  # folder with MNIST/raw/ or FashionMNIST/raw/ (see vi_toolkit.images)
     decoder: str = "bernoulli"  # bernoulli, cbernoulli, gaussian, gaussian-learned
@@ -153,8 +176,8 @@ def _bounds_figure(curve):
     ax = fig.subplots()
     for j, (label, table) in enumerate(curve.groupby("fit", sort=False)):
         iw = table[table.bound != "ELBO"]
-        ax.plot(iw.k, iw["mean"], marker="o", color=f"C{j}", label=f"{label}: IWAE-k")
-        ax.axhline(float(table[table.bound == "ELBO"]["mean"].iloc[0]), color=f"C{j}", linestyle="--",
+        ax.plot(iw.k, iw["mean"], marker="o", color=plots.method_colour(label), label=f"{label}: IWAE-k")
+        ax.axhline(float(table[table.bound == "ELBO"]["mean"].iloc[0]), color=plots.method_colour(label), linestyle="--",
                    label=f"{label}: ELBO")
     ax.set_xscale("log")
     ax.set_xlabel("k (importance samples)")
@@ -194,8 +217,20 @@ def run(config, folder, seed):
     curve = pd.concat(curves, ignore_index=True)
     folder.save_table("bounds", curve)
     folder.save_table("fits", pd.DataFrame(rows))
-    folder.save_figure("losses", plots.loss_traces(losses))
+    folder.save_figure("losses", plots.loss_traces(losses, ylabel="loss (negative ELBO per training image)"))
     _figures(folder, trained["main"], test_x, test_y, data.shape, curve, seed)
+    save_captions(folder, figures={
+        "bounds-vs-k": "Test IWAE-k per image against k for each fit (solid), with its ELBO (dashed): the "
+                       "importance-weighted bound rises with k above the ELBO.",
+        "reconstructions": "Ten test images (top) and their reconstructions by the main fit (bottom).",
+        "prior-samples": "Images decoded from prior draws of z: decoder means (left) and sampled images (right).",
+        "latent-space": "Encoder means of the test images, coloured by their label.",
+        "latent-traversal": "Decoder means as one latent coordinate moves from -3 to 3 (one row per coordinate).",
+        "interpolation": "Decoder means along the straight line between the codes of two test images.",
+        "losses": "Training loss per step (negative ELBO per image, faint: raw, solid: smoothed) of each fit.",
+    }, tables={
+        "fits": "One row per fit: test ELBO and the largest IWAE-k per image, steps and seconds.",
+        "bounds": "Test ELBO and IWAE-k per image with standard errors, per fit and k."})
     best = f"IWAE-{max(config.iwae_ks)}"
     return (
         f"{config.dataset}, {config.decoder} decoder, {config.z_dim} latents, {len(test_y)} test images; "

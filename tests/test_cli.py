@@ -123,3 +123,58 @@ def test_run_writes_a_complete_run_folder(tmp_path, capsys):
     # The normal-mean guide family holds the exact posterior: its ELBO gap (= KL(q||p)) is near zero.
     gap = table[(table.pair == "normal-mean") & (table.method == "VI normal")].gap_kl_q_p.item()
     assert abs(gap) < 0.02
+
+
+def test_help_is_fast():
+    """`vi-toolkit --help` imports no torch, Pyro or ArviZ: under a second (best of 3, robust to load)."""
+    import time
+
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "vi_toolkit.cli", "--help"], capture_output=True, text=True)
+        best = min(best, time.perf_counter() - start)
+        assert done.returncode == 0 and "run" in done.stdout
+    assert best < 1.0, f"vi-toolkit --help took {best:.2f} s"
+    heavy = subprocess.run(
+        [sys.executable, "-c", "import sys, vi_toolkit, vi_toolkit.cli; "
+                               "print(sorted(m for m in ('torch', 'pyro', 'arviz') if m in sys.modules))"],
+        capture_output=True, text=True)
+    assert heavy.stdout.strip() == "[]"
+
+
+def test_package_names_are_lazy_but_complete():
+    import vi_toolkit as vt
+    from vi_toolkit import models
+
+    for name in vt.__all__:
+        assert getattr(vt, name) is not None
+    assert callable(vt.fit_vi) and callable(vt.bounds) and callable(vt.compare) and callable(vt.fit_to_draws)
+    assert hasattr(vt.svi, "init") and isinstance(vt.Posterior, type) and "normal-mean" in models.available()
+
+
+def test_run_help_lists_every_setting_with_type_default_and_help(capsys):
+    from vi_toolkit import experiments
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "vi-vs-mcmc", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "guides=normal,mvn" in out  # the list syntax
+    experiment = experiments.get("vi-vs-mcmc")
+    helps = experiment.settings_help()
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and line.split()}
+    for field in dataclasses.fields(experiment.config):
+        line = lines[field.name]
+        default = ",".join(map(str, field.default)) if isinstance(field.default, tuple) else str(field.default)
+        assert f"default {default}" in line, line
+        assert helps[field.name] and helps[field.name] in line
+    assert "list of str" in lines["guides"] and "int" in lines["steps"] and "float" in lines["lr"]
+
+
+def test_every_setting_of_every_experiment_has_help():
+    from vi_toolkit import experiments
+
+    for name in experiments.available():
+        missing = [k for k, text in experiments.get(name).settings_help().items() if not text]
+        assert not missing, f"{name}: settings without help: {missing}"

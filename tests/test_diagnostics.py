@@ -72,3 +72,32 @@ def test_khat_limits():
 )
 def test_khat_verdict(k, verdict):
     assert vt.khat_verdict(k).startswith(verdict)
+
+
+@pytest.mark.parametrize("guide_scale, draws", [(0.5, 1000), (0.95, 100_000), (0.7, 1_000_000)])
+def test_khat_is_arviz_psislw(guide_scale, draws):
+    # psis_khat is az.psislw's k-hat (same tail, same Zhang-Stephens fit); before the switch the hand-written
+    # fit gave these values to ~1e-14
+    import warnings
+
+    import arviz as az
+
+    log_w = _log_weights(guide_scale, draws, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, expected = az.psislw(log_w.numpy().copy())
+    assert psis_khat(log_w) == pytest.approx(float(expected), abs=1e-10)
+
+
+def test_khat_limits_are_kept_where_arviz_differs():
+    # ArviZ gives inf for tied weights and a finite k for a tail of 5 weights; the toolkit's limits stay
+    import warnings
+
+    import arviz as az
+
+    few = torch.cat([torch.zeros(5), torch.full((995,), -100.0)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert math.isfinite(float(az.psislw(few.numpy().copy())[1]))
+    assert psis_khat(few) == math.inf
+    assert psis_khat(torch.zeros(1000)) == -math.inf

@@ -323,3 +323,80 @@ def test_autoguide_instance_is_copied_per_fit(normal_mean):
     # each fit lands on its own exact posterior mean (to 1% of the sd, as the default fit does)
     assert abs(float(first.params[LOC]) - float(exact.mean)) < 0.01 * float(exact.stddev)
     assert abs(float(second.params[LOC]) - float(pair.posterior(2 * y)["mu"].mean)) < 0.01 * float(exact.stddev)
+
+
+# optimizers other than the fused Adam -------------------------------------------------------------------------
+
+
+def _opt_model(y):
+    mu = pyro.sample("mu", dist.Normal(0.0, 2.0))
+    with pyro.plate("data", len(y)):
+        pyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+
+def _opt_guide(y):
+    loc = pyro.param("loc", torch.tensor(0.5))
+    scale = pyro.param("scale", torch.tensor(0.3), constraint=dist.constraints.positive)
+    pyro.sample("mu", dist.Normal(loc, scale))
+
+
+_OPT_Y = torch.tensor([1.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize(
+    "optim, reference",
+    [
+        ((torch.optim.SGD, {"momentum": 0.9}), lambda: pyro.optim.PyroOptim(torch.optim.SGD, {"lr": 0.01, "momentum": 0.9})),
+        (torch.optim.RMSprop, lambda: pyro.optim.PyroOptim(torch.optim.RMSprop, {"lr": 0.01})),
+        (pyro.optim.ClippedAdam({"lr": 0.01, "clip_norm": 1.0}), lambda: pyro.optim.ClippedAdam({"lr": 0.01, "clip_norm": 1.0})),
+    ],
+)
+def test_any_torch_or_pyro_optimizer_equals_a_hand_written_pyro_loop(optim, reference):
+    """fit_vi with optim= and a constant step size takes the same steps as Pyro's SVI with that optimizer, on the
+    same seed: the same parameters (to float tolerance) and losses after 60 steps."""
+    fit = vt.fit_vi(_opt_model, _opt_guide, _OPT_Y, steps=60, lr=0.01, optim=optim, schedule=vt.CONSTANT, jit=False,
+                    objective="elbo-plain", progress=False, seed=3)
+    with pyro.get_param_store().scope():
+        pyro.clear_param_store()
+        torch.manual_seed(3)
+        svi = pyro.infer.SVI(_opt_model, _opt_guide, reference(), pyro.infer.Trace_ELBO())
+        losses = [svi.step(_OPT_Y) for _ in range(60)]
+        store = pyro.get_param_store()
+        expected = {name: store[name].detach().clone() for name in store.keys()}
+    np.testing.assert_allclose(fit.losses, losses, rtol=1e-5)
+    for name, value in expected.items():
+        assert torch.allclose(fit.params[name], value, rtol=1e-5, atol=1e-6), name
+    assert fit.info["optim"].startswith("pyro:" if isinstance(optim, pyro.optim.PyroOptim) else "torch:")
+
+
+@pytest.mark.parametrize("optim", [(torch.optim.SGD, {"momentum": 0.9}), pyro.optim.ClippedAdam({"lr": 0.02})])
+def test_the_schedule_sets_the_step_size_of_any_optimizer_and_checkpoints_resume_it(optim, tmp_path):
+    settings = dict(steps=80, lr=0.02, optim=optim, jit=False, seed=1,
+                    schedule=vt.Schedule(early_stop=False))
+    whole = vt.svi.init(_opt_model, _opt_guide, _OPT_Y, **settings)
+    while not whole.done:
+        vt.svi.step(whole)
+    assert whole.lr == pytest.approx(0.02 / 100)  # decayed to lr/100 at the end
+    lrs = [group["lr"] for opt in ([whole.optim.optim] if hasattr(whole.optim, "optim")
+                                   else whole.optim.pyro_optim.optim_objs.values()) for group in opt.param_groups]
+    assert lrs and all(lr == pytest.approx(0.02 / 100) for lr in lrs)
+    first = vt.svi.init(_opt_model, _opt_guide, _OPT_Y, **settings)
+    for _ in range(50):
+        vt.svi.step(first)
+    path = tmp_path / "state.pt"
+    torch.save(first.state_dict(), path)
+    resumed = vt.svi.init(_opt_model, _opt_guide, _OPT_Y, **settings)
+    resumed.load_state_dict(torch.load(path, weights_only=True))
+    while not resumed.done:
+        vt.svi.step(resumed)
+    assert resumed.losses == whole.losses
+    for name, value in whole.result().params.items():
+        assert torch.equal(resumed.result().params[name], value), name
+
+
+def test_a_bad_optimizer_is_a_config_error():
+    for bad in ("sgd", torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1), (torch.optim.SGD, {"lr": 0.1})):
+        with pytest.raises(vt.ConfigError, match="optim|lr="):
+            vt.fit_vi(_opt_model, _opt_guide, _OPT_Y, steps=5, optim=bad, progress=False)
+    with pytest.raises(vt.ConfigError, match="optim="):
+        vt.fit_vi(_opt_model, _opt_guide, _OPT_Y, steps=5, optimizer=torch.optim.SGD, progress=False)

@@ -62,7 +62,7 @@ def test_report_of_single_experiment_run(tmp_path):
     run = RunFolder.create(tmp_path / "single")
     run.write_json("experiment.json", {"name": "solo", "description": "", "config": {}, "seconds": 0.1})
     page = build_report(run.path).read_text(encoding="utf-8")
-    assert "<h2>solo</h2>" in page
+    assert '<h2 id="solo">solo' in page and 'href="#solo"' in page
 
 
 def test_report_rejects_non_run_folder(tmp_path):
@@ -125,3 +125,71 @@ def test_run_json_facts_shown(run_dir):
     page = build_report(run_dir).read_text(encoding="utf-8")
     created = json.loads((run_dir / "run.json").read_text())["created"]
     assert f"<td>{created}</td>" in page
+
+
+def test_numbers_show_their_differences():
+    from vi_toolkit.report import _format_floats
+
+    frame = pd.DataFrame({"elbo": [-135.3101, -135.2799], "iwae": [-135.2801, -135.2799], "tiny": [-7.6e-06, 0.5],
+                          "seconds": [1.234567, 12.5]})
+    shown = _format_floats(frame)
+    assert shown["elbo"][0] != shown["elbo"][1]
+    assert shown["elbo"][1] != shown["iwae"][0]  # a sandwich of bounds 0.0002 apart stays visible across columns
+    assert shown["tiny"][0] == "-7.6e-06" and "-0.000" not in shown["tiny"]
+    assert shown["seconds"] == ["1.235", "12.5"]
+
+
+def test_report_reads_top_down_with_contents_and_captions(run_dir):
+    exp = RunFolder(run_dir / "demo_exp")
+    rng = np.random.default_rng(0)
+    exp.save_figure("marginals", plots.marginals({"vi": {"mu": rng.normal(size=100)}}))
+    exp.write_json("figures/captions.json", {"marginals": "Densities per method."})
+    page = build_report(run_dir).read_text(encoding="utf-8")
+    ids = re.findall(r'<h[23] id="([^"]+)"', page)
+    links = set(re.findall(r'<nav class="toc".*?</nav>', page, re.S)[0].split('href="#')[1:])
+    links = {link.split('"')[0] for link in links}
+    assert set(ids) <= links and links <= set(re.findall(r' id="([^"]+)"', page))
+    order = [page.index(f'id="demo-exp-{key}"') for key in ("summary", "results", "figures", "diagnostics", "config")]
+    assert order == sorted(order)  # summary and results first, loss curves and config last
+    assert "<b>Marginals.</b> Densities per method." in page and "<b>Losses.</b>" in page
+    assert page.index("marginals.png") < page.index("losses.png")
+    assert '<div class="scroll"><table class="data">' in page
+    assert str(run_dir.parent) not in page  # relative paths only
+
+
+def test_method_colours_are_one_mapping():
+    assert plots.method_colour("NUTS") == plots.method_colour("NUTS")
+    assert plots.method_colour("VI normal") == plots.method_colour("VI normal elbo") != plots.method_colour("NUTS")
+    assert len({plots.method_colour(m) for m in ("NUTS", "VI normal", "VI mvn", "VI iaf", "VI delta", "CAVI")}) == 6
+    fig = plots.loss_traces({"NUTS-like": np.ones(10), "VI mvn": np.ones(10)})
+    try:
+        colours = [line.get_color() for line in fig.axes[0].get_lines()[1::2]]
+        assert colours == [plots.method_colour("NUTS-like"), plots.method_colour("VI mvn")]
+    finally:
+        plt.close(fig)
+
+
+def test_loss_axis_names_the_objective():
+    steps = np.arange(50.0)
+    fig = plots.loss_traces({"VI delta": steps, "VI normal": steps},
+                            objectives={"VI delta": plots.objective_loss_name("elbo", "delta"),
+                                        "VI normal": plots.objective_loss_name("elbo", "normal")})
+    try:
+        (ax,) = fig.axes
+        assert "negative ELBO" not in ax.get_ylabel()
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert labels == ["VI delta: negative log joint (MAP)", "VI normal: negative ELBO"]
+    finally:
+        plt.close(fig)
+    assert plots.objective_loss_name("renyi", options={"alpha": "0.5"}).startswith("negative Renyi")
+    assert "forward KL" in plots.objective_loss_name("forward-kl")
+
+
+def test_marginals_label_axes_and_say_which_subset():
+    draws = {"vi": flatten({"z": np.random.default_rng(1).normal(size=(50, 20))})}
+    fig = plots.marginals(draws, max_panels=5)
+    try:
+        assert all(ax.get_xlabel() and ax.get_ylabel() == "density" for ax in fig.axes)
+        assert any("first 5 of 20 parameters" in t.get_text() for t in fig.texts)
+    finally:
+        plt.close(fig)

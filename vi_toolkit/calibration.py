@@ -4,6 +4,8 @@
 """
 
 import numpy as np
+from sklearn.metrics import accuracy_score, brier_score_loss
+from sklearn.metrics import log_loss as sk_log_loss
 
 from .errors import DataError
 
@@ -29,23 +31,26 @@ def _check(probs, y):
 
 
 def accuracy(probs, y):
-    """Fraction of argmax_c p_c = y."""
+    """Fraction of argmax_c p_c = y (``sklearn.metrics.accuracy_score``)."""
     probs, y = _check(probs, y)
-    return float(np.mean(probs.argmax(1) == y))
+    return float(accuracy_score(y, probs.argmax(1)))
 
 
 def log_loss(probs, y):
-    """Mean negative log predictive probability of the true label: -1/N sum_i log p_{i, y_i}."""
+    """Mean negative log predictive probability of the true label, -1/N sum_i log p_{i, y_i}
+    (``sklearn.metrics.log_loss`` on probabilities clipped to [1e-12, 1], renormalized by scikit-learn)."""
     probs, y = _check(probs, y)
-    return float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], EPS, 1.0))))
+    return float(sk_log_loss(y, np.clip(probs, EPS, 1.0), labels=np.arange(probs.shape[1])))
 
 
 def brier_score(probs, y):
-    """1/N sum_i sum_c (p_ic - 1[y_i = c])^2, halved for two classes so it equals mean (p(y=1) - y)^2."""
+    """1/N sum_i sum_c (p_ic - 1[y_i = c])^2, halved for two classes so it equals mean (p(y=1) - y)^2:
+    ``sklearn.metrics.brier_score_loss`` of p(y=1) for two classes; for more, the sum over classes of the
+    one-vs-rest Brier scores (scikit-learn's own multiclass Brier score, where it has one, is this sum)."""
     probs, y = _check(probs, y)
-    onehot = np.eye(probs.shape[1])[y]
-    score = float(np.mean(np.sum((probs - onehot) ** 2, axis=1)))
-    return score / 2 if probs.shape[1] == 2 else score
+    if probs.shape[1] == 2:
+        return float(brier_score_loss(y, probs[:, 1], pos_label=1))
+    return float(sum(brier_score_loss((y == c).astype(int), probs[:, c], pos_label=1) for c in range(probs.shape[1])))
 
 
 def _bins(probs, y, bins):

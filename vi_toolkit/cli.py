@@ -25,6 +25,26 @@ def _seed(text):
     return value
 
 
+class _RunHelp(argparse.Action):
+    """``run NAME --help``: the usual help, then every setting of experiment NAME (type, default, one line)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        name = getattr(namespace, "experiment", None)
+        registry = _experiments()
+        experiment = registry.get(name) if name else None  # an unknown name: one line, exit 2
+        parser.print_help()
+        if experiment is not None:
+            print("\n" + experiment.settings_text())
+        else:
+            print("\nexperiments: " + ", ".join(registry.available())
+                  + "\n'vi-toolkit run NAME --help' lists the settings of NAME; lists are comma-separated, "
+                  "e.g. --set guides=normal,mvn")
+        parser.exit()
+
+
 def _experiments():
     from vi_toolkit import experiments  # the CLI is the one module that reaches the experiments
 
@@ -105,12 +125,25 @@ def cmd_report(args):
     return 0
 
 
+def cmd_sweep(args):
+    from .sweep import sweep  # dask and torch load here, not when the CLI starts
+
+    result = sweep(args.sweep_file, out=args.out, workers=args.workers, scheduler=args.scheduler)
+    print(f"sweep folder: {result.folder}\nreport: {result.report}")
+    if result.all_failed:
+        raise VIToolkitError(f"every one of the {result.trials} trials failed; see {result.folder / 'trials.csv'}")
+    if result.failed:
+        print(f"note: {result.failed} of {result.trials} trials failed; see {result.folder / 'trials.csv'}")
+    return 0
+
+
 def build_parser():
     parser = _Parser(prog="vi-toolkit", description="Variational inference with Pyro, compared with MCMC.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     commands.add_parser("list", help="list models and experiments").set_defaults(handler=cmd_list)
-    run = commands.add_parser("run", help="run one experiment")
-    run.add_argument("experiment")
+    run = commands.add_parser("run", help="run one experiment", add_help=False)
+    run.add_argument("-h", "--help", action=_RunHelp, help="show this help and the experiment's settings, then exit")
+    run.add_argument("experiment", help="an experiment name (see 'vi-toolkit list')")
     run.add_argument("--config", help="TOML or JSON file of settings")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
     run.add_argument("--out", help="run folder to create (must not exist)")
@@ -123,6 +156,13 @@ def build_parser():
     report = commands.add_parser("report", help="(re)build report.html of a run folder")
     report.add_argument("run_dir")
     report.set_defaults(handler=cmd_report)
+    sweep = commands.add_parser("sweep", help="one experiment over a grid of settings and seeds, on Dask")
+    sweep.add_argument("sweep_file", help="TOML or JSON sweep file: experiment, [settings], [grid], seeds, [[trials]]")
+    sweep.add_argument("--out", help="sweep folder (default sweeps/<name>); an earlier one is resumed")
+    engine = sweep.add_mutually_exclusive_group()
+    engine.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: the cores; 0: none)")
+    engine.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786")
+    sweep.set_defaults(handler=cmd_sweep)
     return parser
 
 

@@ -8,6 +8,7 @@ frozen dataclass whose defaults are the full-size run, ``demo`` the overrides of
 import dataclasses
 import json
 import math
+import re
 import time
 import tomllib
 import typing
@@ -30,6 +31,50 @@ class Experiment:
         """Config field name -> (type, default)."""
         hints = typing.get_type_hints(self.config)
         return {f.name: (hints[f.name], f.default) for f in dataclasses.fields(self.config)}
+
+    def settings_help(self):
+        """Config field name -> one line of help: the field's ``metadata["help"]``, else its line
+        ``name: text`` in the Config docstring, else ""."""
+        documented = {}
+        for line in (self.config.__doc__ or "").splitlines():
+            match = re.match(r"\s*([A-Za-z_]\w*)\s*:\s*(.+)$", line)
+            if match:
+                documented[match.group(1)] = match.group(2).strip()
+        return {f.name: str(f.metadata.get("help") or documented.get(f.name, ""))
+                for f in dataclasses.fields(self.config)}
+
+    def settings_text(self):
+        """The settings as help text: name, type, default (full size, and the demo's where it differs), help."""
+        rows = []
+        helps = self.settings_help()
+        for name, (kind, default) in self.options().items():
+            shown = _show(default)
+            if name in self.demo and self.demo[name] != default:
+                shown += f" (demo {_show(self.demo[name])})"
+            rows.append((name, _type_name(kind), shown, helps.get(name, "")))
+        width = [max(len(r[i]) for r in rows) for i in range(3)] if rows else [0, 0, 0]
+        lines = [f"settings of {self.name} (--set KEY=VALUE, repeatable; lists comma-separated, e.g. "
+                 "--set guides=normal,mvn; or a TOML/JSON file with --config):"]
+        lines += [f"  {n:<{width[0]}}  {t:<{width[1]}}  default {d:<{width[2]}}  {h}".rstrip() for n, t, d, h in rows]
+        return "\n".join(lines)
+
+
+def _type_name(kind):
+    """``int``, ``float``, ``str``, ``bool``, or ``list of str`` for a ``tuple[str, ...]``."""
+    origin = typing.get_origin(kind) or kind
+    if origin is tuple:
+        (item,) = set(typing.get_args(kind)) - {Ellipsis} or {str}
+        return f"list of {item.__name__}"
+    return getattr(kind, "__name__", str(kind))
+
+
+def _show(value):
+    """A default as it would be typed on the command line."""
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value) if value else '""'
+    if isinstance(value, str):
+        return value if value else '""'
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -35,7 +35,67 @@ from .problem import Problem
 from .validate import between, whole
 from .validate import seed as check_seed
 
-_DIVERGING = object()  # key of the divergence flags when they are subset along with the draws
+STATS = ("lp", "energy", "tree_depth", "step_size", "acceptance_rate")  # per-draw statistics of RecordingNUTS
+
+
+class RecordingNUTS(NUTS):
+    """Pyro's NUTS, unchanged, recording the statistics of every transition (Pyro keeps running means only).
+
+    Per transition, in ``self.stats`` (name -> list, warm-up included):
+
+    - ``lp``: log density of the new state, -U(z) (in NUTS's unconstrained space, Jacobians included);
+    - ``energy``: the Hamiltonian U(z) + K(r) at the start of the transition, after the momentum is drawn.
+      Along a trajectory the Hamiltonian is conserved up to integration error, so this is (up to that error)
+      Stan's ``energy__`` of the transition; its marginal and transitions are what ``az.plot_energy`` and
+      ``az.bfmi`` read;
+    - ``tree_depth``: the number of tree doublings (Stan's ``treedepth__``; 2^depth - 1 leapfrog steps at most);
+    - ``step_size``: the step size used by the transition;
+    - ``acceptance_rate``: the mean Metropolis acceptance probability over the trajectory's proposals (what
+      step-size adaptation targets; Pyro's ``accept_prob``);
+    - ``diverging``: whether a subtree diverged.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stats = {name: [] for name in STATS + ("diverging",)}
+        self._depth = 0  # recursion depth inside _build_tree
+        self._transition = None
+
+    def _build_tree(self, z, r, z_grads, log_slice, direction, tree_depth, energy_current):
+        top = self._depth == 0
+        self._depth += 1
+        try:
+            tree = super()._build_tree(z, r, z_grads, log_slice, direction, tree_depth, energy_current)
+        finally:
+            self._depth -= 1
+        if top and self._transition is not None:
+            record = self._transition
+            if record["energy"] is None:
+                record["energy"] = float(energy_current)
+            record["tree_depth"] += 1
+            record["sum_accept"] += float(tree.sum_accept_probs)
+            record["proposals"] += int(tree.num_proposals)
+            record["diverging"] = record["diverging"] or bool(tree.diverging)
+        return tree
+
+    def sample(self, params):
+        record = {"energy": None, "tree_depth": 0, "sum_accept": 0.0, "proposals": 0, "diverging": False}
+        step_size = float(self.step_size)
+        self._transition = record
+        try:
+            z = super().sample(params)
+        finally:
+            self._transition = None
+        _, potential_energy, _ = self._fetch_from_cache()
+        lp = -float(potential_energy) if potential_energy is not None else float("nan")
+        stats = self.stats
+        stats["lp"].append(lp)
+        stats["energy"].append(-lp if record["energy"] is None else record["energy"])
+        stats["tree_depth"].append(record["tree_depth"])
+        stats["step_size"].append(step_size)
+        stats["acceptance_rate"].append(record["sum_accept"] / record["proposals"] if record["proposals"] else 1.0)
+        stats["diverging"].append(record["diverging"])
+        return z
 
 
 class MCMCResult:
@@ -44,11 +104,15 @@ class MCMCResult:
 
     losses = None  # no optimization trace
 
-    def __init__(self, *, chains, seconds, divergences, info):
+    def __init__(self, *, chains, seconds, divergences, info, sample_stats=None, problem=None):
         self.chains = chains  # site -> numpy array (chains, draws, *site_shape)
         self.seconds = float(seconds)
         self.diverging = np.asarray(divergences, dtype=bool)  # (chains, draws)
         self.info = {"method": "nuts", **info}
+        # per-draw NUTS statistics: name -> array (chains, draws) (lp, energy, tree_depth, step_size,
+        # acceptance_rate); None for a result made from draws alone
+        self.sample_stats = sample_stats
+        self.problem = problem  # the model and data (for log_likelihood and posterior_predictive), or None
 
     def __repr__(self):
         first = next(iter(self.chains.values()))
@@ -68,18 +132,32 @@ class MCMCResult:
         every = {name: value.reshape((-1,) + value.shape[2:]) for name, value in self.chains.items()}
         return every if n is None else stored_draws(every, n, seed)
 
-    def to_inference_data(self, n=None, seed=0):
-        """ArviZ InferenceData: every chain (``n=None``), or the ``n`` draws of ``draws(n, seed)`` as one chain;
-        ``sample_stats.diverging`` alongside."""
-        from .inference_data import from_chains
+    def to_inference_data(self, n=None, seed=0, predictive=None):
+        """ArviZ InferenceData: every chain (``n=None``), or the ``n`` draws of ``draws(n, seed)`` as one chain.
+
+        Groups: ``posterior``; ``sample_stats`` (per draw and chain: ``diverging``, and for a run of
+        :func:`run_mcmc` also ``lp``, ``energy``, ``tree_depth``, ``step_size``, ``acceptance_rate``, see
+        :class:`RecordingNUTS`); and where the model and data are known, ``log_likelihood`` (pointwise, per
+        observed site), ``observed_data`` and ``posterior_predictive`` (one replicate of each observed site per
+        draw, on the stream ``seed``; ``predictive``: True/False forces or leaves out these three groups, None
+        leaves them out only when very large); see :func:`vi_toolkit.inference_data.predictive_groups`."""
+        from .inference_data import from_chains, predictive_groups
 
         attrs = {"method": "nuts", "jit": str(self.info.get("jit"))}
+        stats = {"diverging": self.diverging, **(self.sample_stats or {})}
         if n is None:
-            return from_chains(self.chains, sample_stats={"diverging": self.diverging}, attrs=attrs)
-        subset = stored_draws({**self.draws(), _DIVERGING: self.diverging.reshape(-1)}, n, seed)
-        diverging = subset.pop(_DIVERGING)
-        return from_chains({name: value[None] for name, value in subset.items()},
-                           sample_stats={"diverging": diverging[None]}, attrs=attrs)
+            chains = self.chains
+        else:
+            keys = {name: object() for name in stats}
+            flat = {**self.draws(), **{keys[name]: np.asarray(v).reshape(-1) for name, v in stats.items()}}
+            subset = stored_draws(flat, n, seed)
+            stats = {name: subset.pop(keys[name])[None] for name in stats}
+            chains = {name: value[None] for name, value in subset.items()}
+        groups = {}
+        if self.problem is not None:
+            with self.problem.isolated(seed, params={"params": {}, "constraints": {}}):
+                groups = predictive_groups(self.problem, chains, predictive=predictive)
+        return from_chains(chains, sample_stats=stats, attrs=attrs, **groups)
 
     def log_weights(self, n=1000, seed=0):
         """None: MCMC draws have no density to weight them with."""
@@ -177,7 +255,9 @@ def _deterministic(model, args, kwargs, samples, shapes):
 
 def _chain(model, args, kwargs, draws, warmup, seed, progress, jit, target_accept, start, deterministic, threads):
     """One NUTS chain on the random stream ``seed`` with ``threads`` intra-op threads (None: the caller's); the
-    caller's stream and thread count are put back. Returns (site -> numpy draws, divergence flags)."""
+    caller's stream and thread count are put back. Returns (site -> numpy draws, divergence flags, per-draw
+    statistics name -> numpy array (draws,), see :class:`RecordingNUTS`): plain numbers, so they travel back
+    from a worker process with the draws."""
     steps = [0]
 
     def hook(kernel, params, stage, i):  # progress, for a parent that shows the chains of its workers
@@ -189,7 +269,7 @@ def _chain(model, args, kwargs, draws, warmup, seed, progress, jit, target_accep
         if start is not None:  # start values and a fixed mass matrix from VI; warm-up adapts the step size only
             options = {"init_strategy": init_to_value(values=start[0]), "adapt_mass_matrix": False,
                        "full_mass": start[1].dense}
-        kernel = NUTS(model, jit_compile=jit, ignore_jit_warnings=True, target_accept_prob=target_accept, **options)
+        kernel = RecordingNUTS(model, jit_compile=jit, ignore_jit_warnings=True, target_accept_prob=target_accept, **options)
         if start is not None:
             kernel.mass_matrix_adapter = _MassFrom(start[1])
         mcmc = MCMC(kernel, num_samples=draws, warmup_steps=warmup, num_chains=1, disable_progbar=not progress,
@@ -203,7 +283,10 @@ def _chain(model, args, kwargs, draws, warmup, seed, progress, jit, target_accep
         samples = {**samples, **_deterministic(model, args, kwargs, samples, deterministic)}
         diverging = np.zeros(draws, dtype=bool)
         diverging[list(mcmc.diagnostics()["divergences"]["chain 0"])] = True
-    return {name: value.detach().numpy() for name, value in samples.items()}, diverging
+        dtypes = {"tree_depth": np.int64}
+        stats = {name: np.asarray(kernel.stats[name][-draws:], dtype=dtypes.get(name, np.float64))
+                 for name in STATS}
+    return {name: value.detach().numpy() for name, value in samples.items()}, diverging, stats
 
 
 def _in_workers(tasks, progress):
@@ -315,8 +398,9 @@ def run_mcmc(
     except (RuntimeError, ValueError, TypeError) as exc:
         raise ModelGuideError(f"NUTS failed on the model: {type(exc).__name__}: {exc}") from exc
     seconds = time.perf_counter() - t0
-    stacked = {name: np.stack([samples[name] for samples, _ in per_chain]) for name in per_chain[0][0]}
-    diverging = np.stack([d for _, d in per_chain])
+    stacked = {name: np.stack([samples[name] for samples, _, _ in per_chain]) for name in per_chain[0][0]}
+    diverging = np.stack([d for _, d, _ in per_chain])
+    sample_stats = {name: np.stack([stats[name] for _, _, stats in per_chain]) for name in STATS}
     info = {
         "method": "nuts",
         "draws": draws,
@@ -330,4 +414,5 @@ def run_mcmc(
     }
     if because is not None:
         info["sequential_because"] = because
-    return MCMCResult(chains=stacked, seconds=seconds, divergences=diverging, info=info)
+    return MCMCResult(chains=stacked, seconds=seconds, divergences=diverging, info=info, sample_stats=sample_stats,
+                      problem=problem)

@@ -13,8 +13,8 @@ loop over these two, so a loop of your own (with a callback every N steps, say) 
             print(state.steps_run, loss)
     result = state.result()
 
-Each step is Pyro's ``SVI.step`` (``loss_and_grads``, then Adam on the captured parameters: one fused
-optimizer, :mod:`vi_toolkit.adam`) with two additions: gradients are checked for NaN/inf *before* the update,
+Each step is Pyro's ``SVI.step`` (``loss_and_grads``, then the optimizer on the captured parameters: by default
+one fused Adam, or the ``optim=`` of :func:`vi_toolkit.fit_vi`; :mod:`vi_toolkit.adam`) with two additions: gradients are checked for NaN/inf *before* the update,
 so the last good parameters survive a numerical failure, and the step size follows
 :mod:`vi_toolkit.schedule`, which also decides when to stop. A step runs inside
 :func:`vi_toolkit.isolation.isolated`: on the fit's own stream, parameters and thread count, with Pyro's
@@ -38,10 +38,13 @@ from pyro.infer import ELBO
 from pyro.infer.autoguide import AutoGuide
 
 from . import traces
-from .adam import Adam
+from .adam import check as check_optim
+from .adam import describe as describe_optim
+from .adam import make_optimizer
 from .checkpoint import plain
 from .errors import ConfigError, ModelGuideError, NumericalError, VIToolkitError
 from .guides import make_guide
+from .isolation import _LOCK as _SOURCE_LOCK
 from .isolation import Stream
 from .objectives import OBJECTIVES, as_objective, make_elbo
 from .problem import Problem, content_hash
@@ -53,8 +56,7 @@ from .vi_result import VIResult
 _FOREIGN_SETTINGS = {
     "num_samples": "fit_vi's steps= (optimization) or result.draws(n) (posterior draws)",
     "num_steps": "steps=",
-    "optim": "lr= (Adam with vi-toolkit's schedule)",
-    "optimizer": "lr= (Adam with vi-toolkit's schedule)",
+    "optimizer": "optim= (a torch optimizer class, (class, options) or a Pyro optimizer) and lr=",
     "loss": "objective=",
     "warmup_steps": "run_mcmc(warmup=...)",
     "num_warmup": "run_mcmc(warmup=...)",
@@ -66,7 +68,7 @@ class FitState:
     """A fit in progress. Advance it with :func:`step`; read ``losses``, ``steps_run``, ``done``, ``lr`` (the
     current step size), ``seconds`` (time spent in ``init`` and ``step``); ``result()`` is the fit so far."""
 
-    def __init__(self, problem, guide, structure, vectorized, elbo, settings, info, params):
+    def __init__(self, problem, guide, structure, vectorized, elbo, settings, info, params, optim=None):
         self.problem, self.guide, self.structure, self.vectorized = problem, guide, structure, vectorized
         self.elbo = elbo
         self.settings = settings  # what identifies the fit (a checkpoint must match it)
@@ -75,7 +77,7 @@ class FitState:
         schedule = Schedule(**settings["schedule"])
         self.base_lr = settings["lr"]
         self.lr = self.base_lr
-        self.optim = Adam(self.base_lr, schedule.betas)
+        self.optim = make_optimizer(optim, self.base_lr, schedule.betas)  # the fused Adam for optim=None
         self.plan = ScheduleState(schedule, settings["steps"], settings["max_seconds"])
         self.stream = Stream(settings["seed"])  # the training stream starts after set-up, whatever it consumed
         self.losses = []
@@ -141,12 +143,14 @@ def init(
     schedule=None,
     jit=True,
     max_seconds=None,
+    optim=None,
     **model_kwargs,
 ):
     """A :class:`FitState` for fitting ``guide`` to the posterior of ``model`` given ``*args, **model_kwargs``
     (or a :class:`~vi_toolkit.problem.Problem` as ``model`` and no data). The settings are those of
-    :func:`vi_toolkit.fit_vi`."""
+    :func:`vi_toolkit.fit_vi` (``optim``: see there and :func:`vi_toolkit.adam.make_optimizer`)."""
     _check_settings(model, steps, lr, num_particles, max_seconds, model_kwargs)
+    check_optim(optim)
     seed = check_seed(seed)
     custom_elbo = isinstance(objective, ELBO)
     if not custom_elbo:
@@ -175,6 +179,8 @@ def init(
         "seed": seed,
         "schedule": asdict(schedule),
     }
+    if optim is not None:  # absent for the default Adam, so that earlier checkpoints still match
+        settings["optim"] = describe_optim(optim)
     params = {"params": {}, "constraints": {}}
     with problem.isolated(seed, params=params), pyro.validation_enabled(True):
         enumerated = objective_name == "elbo-enum"
@@ -192,7 +198,7 @@ def init(
             elbo, used_jit = _build_elbo(objective, num_particles, vectorized, mpn, jit, model, guide, problem)
     info = {k: v for k, v in settings.items() if k not in ("model", "data", "guide_type")}
     info.update(jit=used_jit, vectorized_particles=vectorized, threads=problem.threads)
-    state = FitState(problem, guide, structure, broadcasts, elbo, settings, info, params)
+    state = FitState(problem, guide, structure, broadcasts, elbo, settings, info, params, optim=optim)
     state.seconds = time.perf_counter() - start
     return state
 
@@ -262,7 +268,8 @@ def _identity(fn):
         target, owner = type(target), target
     name = f"{type(owner).__qualname__}.{target.__name__}" if owner is not None else target.__qualname__
     try:
-        source = inspect.getsource(target)
+        with _SOURCE_LOCK:  # Python 3.11's inspect parses a class's file with ast, which is not thread-safe there
+            source = inspect.getsource(target)
     except (OSError, TypeError):
         source = ""
     state = content_hash(vars(owner)) if owner is not None and hasattr(owner, "__dict__") else ""

@@ -27,6 +27,7 @@ def fit_vi(
     schedule=None,
     jit=True,
     max_seconds=None,
+    optim=None,
     **model_kwargs,
 ):
     """Fit ``guide`` to the posterior of ``model`` given ``*args, **model_kwargs`` by maximizing an ELBO.
@@ -35,7 +36,12 @@ def fit_vi(
     - ``objective``: ``"elbo"`` (Trace_ELBO, reverse KL), ``"elbo-analytic"``, ``"elbo-enum"``, any name in
       :data:`vi_toolkit.objectives.OBJECTIVES`, a :class:`vi_toolkit.Objective` with options, or a
       ``pyro.infer.ELBO`` instance (used as given: no JIT or particle decisions).
-    - Adam at step size ``lr``, following ``schedule`` (default :class:`vi_toolkit.Schedule`: constant until the
+    - ``optim``: the optimizer; default (None) one fused ``torch.optim.Adam`` over all parameters (betas from the
+      schedule). Else a torch optimizer class (``torch.optim.SGD``), a pair ``(torch.optim.SGD, {"momentum":
+      0.9})`` (options without ``lr``: the step size is ``lr``), or a Pyro optimizer (``pyro.optim.ClippedAdam
+      ({"lr": 0.01})``, any ``PyroOptim``; it steps at its own ``lr``, scaled by the schedule's factor, and the
+      fit uses its own copy). The schedule sets the step size of the optimizer's parameter groups.
+    - The optimizer at step size ``lr``, following ``schedule`` (default :class:`vi_toolkit.Schedule`: constant until the
       loss stops improving, then a geometric decay to ``lr/100`` over the last 20% of ``steps``, then stop).
     - ``num_particles`` > 1 vectorizes the particles where the model broadcasts, else loops over them.
     - ``jit``: use the JIT-compiled ELBO where it compiles and agrees with the plain one (checked).
@@ -52,7 +58,8 @@ def fit_vi(
     """
     checkpoint_every = whole("checkpoint_every", checkpoint_every)
     state = svi.init(model, guide, *args, objective=objective, steps=steps, lr=lr, num_particles=num_particles,
-                     seed=seed, schedule=schedule, jit=jit, max_seconds=max_seconds, **model_kwargs)
+                     seed=seed, schedule=schedule, jit=jit, max_seconds=max_seconds, optim=optim,
+                     **model_kwargs)
     if checkpoint:
         saved = load_checkpoint(checkpoint, state.settings)
         if saved is not None:

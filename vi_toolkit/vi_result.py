@@ -7,7 +7,7 @@ import pyro
 from pyro.infer.autoguide import AutoDelta
 
 from . import traces
-from .inference_data import from_chains, to_numpy
+from .inference_data import from_chains, predictive_groups, to_numpy
 from .log_weights import log_weights
 from .posterior import DEFAULT_DRAWS
 from .validate import whole
@@ -69,15 +69,25 @@ class VIResult:
             )
         return to_numpy(draws)
 
-    def to_inference_data(self, n=None, seed=0, chains=4):
-        """The fitted guide as ArviZ InferenceData: ``n`` independent draws (default 4000) laid out as
-        gcd(n, ``chains``) chains (independent draws are valid chains, so ArviZ's diagnostics apply)."""
+    def to_inference_data(self, n=None, seed=0, chains=4, predictive=None):
+        """The fitted guide as ArviZ InferenceData: ``n`` independent draws (default 4000, those of
+        ``draws(n, seed)``) laid out as gcd(n, ``chains``) chains of n/chains draws each (independent draws are
+        valid chains, so ArviZ's diagnostics apply: r_hat is 1 and ESS is about n up to Monte Carlo error).
+
+        Groups: ``posterior``; ``log_likelihood`` (pointwise log p(y_i | z) per observed site and draw),
+        ``observed_data`` and ``posterior_predictive`` (one replicate of each observed site per draw), all on
+        this result's stream ``seed``; ``predictive``: True/False to force or leave out those three groups, None
+        to leave them out only when very large (see :func:`vi_toolkit.inference_data.predictive_groups`)."""
         n = DEFAULT_DRAWS if n is None else whole("n", n)
         chains = math.gcd(n, whole("chains", chains))
-        draws = self.draws(n, seed)
-        shaped = {name: value.reshape((chains, n // chains) + value.shape[1:]) for name, value in draws.items()}
+        with self.isolated(seed):  # the draws of draws(n, seed), then the replicates on the same stream
+            draws = to_numpy(traces.posterior_draws(
+                self.model, self.guide, self.args, self.kwargs, self.structure, n, vectorized=self.vectorized
+            ))
+            shaped = {name: value.reshape((chains, n // chains) + value.shape[1:]) for name, value in draws.items()}
+            groups = predictive_groups(self.problem, shaped, predictive=predictive)
         return from_chains(shaped, attrs={"method": "vi", "guide": self.info["guide"],
-                                          "objective": self.info["objective"]})
+                                          "objective": self.info["objective"]}, **groups)
 
     def log_weights(self, n=1000, seed=0):
         """Importance log-weights log p(x, z_s) - log q(z_s) for z_s ~ q: a tensor of shape (n,); None for a
