@@ -58,12 +58,13 @@ _LAZY = {
     "VIResult": "vi",
     "fit_vi": "vi",
     "svi": "svi",
+    "sweep": "sweep",
 }
 
 
 # functions named like the submodule that defines them: importing the submodule sets the package attribute to
-# the module, so these three are properties of the package's module class, always the function
-_SAME_NAME = ("bounds", "compare", "fit_to_draws")
+# the module, so these are properties of the package's module class, always the function
+_SAME_NAME = ("bounds", "compare", "fit_to_draws", "sweep")
 
 
 def __getattr__(name):
@@ -94,6 +95,7 @@ class _Package(types.ModuleType):
     bounds = _function_of_submodule("bounds")
     compare = _function_of_submodule("compare")
     fit_to_draws = _function_of_submodule("fit_to_draws")
+    sweep = _function_of_submodule("sweep")
 
 
 sys.modules[__name__].__class__ = _Package
@@ -137,4 +139,5 @@ __all__ = [
     "register_objective",
     "run_mcmc",
     "svi",
+    "sweep",
 ]

@@ -75,7 +75,8 @@ PREDICTIVE_LIMIT = 2**24  # draws x observed values above which predictive=None 
 def predictive_groups(problem, chains, *, vectorized=None, predictive=None):
     """``log_likelihood``, ``observed_data`` and ``posterior_predictive`` of ``problem`` (its model and data)
     at the draws ``chains`` (site -> array (chains, draws, *shape); its latent sites are used), as keyword
-    arguments of :func:`from_chains`. Empty when the model has no observed site.
+    arguments of :func:`from_chains`. Empty when the model has no observed site, or latent sites that the draws
+    lack (assignments summed out by enumeration, say: a likelihood given one sampled value would mislead).
 
     The model runs conditioned on each draw: where it broadcasts (``problem.broadcasts``, unless ``vectorized``
     says otherwise) all draws at once inside a particle plate, else one draw at a time (a likelihood written with
@@ -98,7 +99,12 @@ def predictive_groups(problem, chains, *, vectorized=None, predictive=None):
 
 
 def _predictive_groups(problem, chains, vectorized, predictive):
-    latent = {name: np.asarray(chains[name]) for name in problem.latent_shapes if name in chains}
+    unknown = sorted(set(problem.latent_shapes) - set(chains))
+    if unknown:  # e.g. assignments summed out by enumeration: a likelihood given one sampled value would mislead
+        if predictive:
+            raise ValueError(f"the draws lack latent site(s) {unknown}: the likelihood would depend on them")
+        return {}
+    latent = {name: np.asarray(chains[name]) for name in problem.latent_shapes}
     first = next(iter(chains.values()))
     n_chains, n_draws = first.shape[:2]
     n = n_chains * n_draws

@@ -1,0 +1,108 @@
+"""Sweep throughput: a grid of short CPU-bound trials run serially (in this process) and on a local Dask cluster.
+
+    python benchmarks/sweep.py [--seeds 25] [--workers 2] [--out benchmarks/results/sweep.json]
+
+The grid is vi-vs-mcmc at a tiny size (2 targets x 2 guides x ``--seeds`` seeds: 100 trials by default), each a
+full trial (fits, NUTS, comparison table, figures, saved results, report.html). Reported: trials per second
+serially, on a warm cluster (workers started and torch imported before the clock starts) and cold (the sweep
+starting its own LocalCluster, as the CLI does); the speed-up; the scheduling overhead per trial (the cluster's
+worker time not spent inside trials: ``(wall * workers - sum of trial seconds) / trials``) and Dask's own cost
+per no-op task. The load average before and after is recorded: other work on the machine shows in the numbers.
+"""
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+TINY = {"objectives": "elbo", "steps": 20, "draws": 5, "warmup": 5, "chains": 1, "num_particles": 1,
+        "posterior_draws": 50}
+
+
+def spec(seeds):
+    return {"experiment": "vi-vs-mcmc", "seeds": list(range(seeds)), "settings": TINY,
+            "grid": {"target": ["normal-mean", "linear-regression"], "guides": ["normal", "mvn"]}}
+
+
+def _noop(i):
+    return i
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=25)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sweep.json"))
+    args = parser.parse_args()
+
+    from distributed import Client, LocalCluster
+
+    from vi_toolkit.sweep import sweep, warm_worker
+
+    load_before = os.getloadavg()
+    root = Path(tempfile.mkdtemp(prefix="sweep-bench-"))
+    grid = spec(args.seeds)
+    try:
+        # warm-up: this process's imports and first-trial costs are not the serial sweep's
+        sweep(dict(grid, seeds=[10**6]), out=root / "warm", workers=0, progress=False)
+
+        start = time.perf_counter()
+        serial = sweep(grid, out=root / "serial", workers=0, progress=False)
+        serial_wall = time.perf_counter() - start
+        n = serial.trials
+        serial_inside = float(serial.table.drop_duplicates("trial")["trial_seconds"].sum())
+
+        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, silence_logs=logging.ERROR)
+        with Client(cluster) as client:
+            client.run(warm_worker)
+            sweep(dict(grid, seeds=[10**6]), out=root / "warm-cluster", client=client, progress=False)
+            start = time.perf_counter()
+            futures = client.map(_noop, range(1000), pure=False)
+            client.gather(futures)
+            noop_ms = (time.perf_counter() - start) / 1000 * 1e3
+            start = time.perf_counter()
+            warm = sweep(grid, out=root / "warm-run", client=client, progress=False)
+            warm_wall = time.perf_counter() - start
+        cluster.close()
+        warm_inside = float(warm.table.drop_duplicates("trial")["trial_seconds"].sum())
+
+        start = time.perf_counter()
+        cold = sweep(grid, out=root / "cold-run", workers=args.workers, progress=False)
+        cold_wall = time.perf_counter() - start
+        assert serial.failed == warm.failed == cold.failed == 0
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    load_after = os.getloadavg()
+
+    result = {
+        "trials": n,
+        "workers": args.workers,
+        "cores": os.cpu_count(),
+        "trial": "vi-vs-mcmc, " + ", ".join(f"{k}={v}" for k, v in TINY.items()),
+        "serial": {"seconds": serial_wall, "trials_per_second": n / serial_wall,
+                   "mean_trial_seconds": serial_inside / n},
+        "cluster_warm": {"seconds": warm_wall, "trials_per_second": n / warm_wall,
+                         "speedup": serial_wall / warm_wall, "mean_trial_seconds": warm_inside / n,
+                         "overhead_ms_per_trial": (warm_wall * args.workers - warm_inside) / n * 1e3},
+        "cluster_cold": {"seconds": cold_wall, "trials_per_second": n / cold_wall, "speedup": serial_wall / cold_wall,
+                         "includes": "starting and stopping the LocalCluster, torch imported in each worker"},
+        "dask_noop_task_ms": noop_ms,
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in load_after],
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
