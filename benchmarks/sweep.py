@@ -27,8 +27,13 @@ TINY = {"objectives": "elbo", "steps": 20, "draws": 5, "warmup": 5, "chains": 1,
         "posterior_draws": 50}
 
 
-def spec(seeds):
-    return {"experiment": "vi-vs-mcmc", "seeds": list(range(seeds)), "settings": TINY,
+def settings_for(steps, draws):
+    """The trial's settings: TINY with ``steps`` SVI steps and ``draws`` (= warm-up) NUTS draws."""
+    return {**TINY, "steps": steps, "draws": draws, "warmup": draws}
+
+
+def spec(seeds, settings=TINY):
+    return {"experiment": "vi-vs-mcmc", "seeds": list(range(seeds)), "settings": settings,
             "grid": {"target": ["normal-mean", "linear-regression"], "guides": ["normal", "mvn"]}}
 
 
@@ -40,6 +45,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=25)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=TINY["steps"], help="SVI steps per fit (more: more CPU-bound)")
+    parser.add_argument("--draws", type=int, default=TINY["draws"], help="NUTS draws and warm-up per trial")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sweep.json"))
     args = parser.parse_args()
 
@@ -49,7 +56,7 @@ def main():
 
     load_before = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="sweep-bench-"))
-    grid = spec(args.seeds)
+    grid = spec(args.seeds, settings_for(args.steps, args.draws))
     try:
         # warm-up: this process's imports and first-trial costs are not the serial sweep's
         sweep(dict(grid, seeds=[10**6]), out=root / "warm", workers=0, progress=False)
@@ -87,7 +94,7 @@ def main():
         "trials": n,
         "workers": args.workers,
         "cores": os.cpu_count(),
-        "trial": "vi-vs-mcmc, " + ", ".join(f"{k}={v}" for k, v in TINY.items()),
+        "trial": "vi-vs-mcmc, " + ", ".join(f"{k}={v}" for k, v in settings_for(args.steps, args.draws).items()),
         "serial": {"seconds": serial_wall, "trials_per_second": n / serial_wall,
                    "mean_trial_seconds": serial_inside / n},
         "cluster_warm": {"seconds": warm_wall, "trials_per_second": n / warm_wall,
