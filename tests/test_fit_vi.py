@@ -1,6 +1,7 @@
 """fit_vi: accuracy against exact posteriors, isolation, errors, particles, JIT, stopping, ELBO, InferenceData."""
 
 import math
+import warnings
 
 import numpy as np
 import pyro
@@ -400,3 +401,17 @@ def test_a_bad_optimizer_is_a_config_error():
             vt.fit_vi(_opt_model, _opt_guide, _OPT_Y, steps=5, optim=bad, progress=False)
     with pytest.raises(vt.ConfigError, match="optim="):
         vt.fit_vi(_opt_model, _opt_guide, _OPT_Y, steps=5, optimizer=torch.optim.SGD, progress=False)
+
+
+def test_each_parameter_is_stepped_once_per_step():
+    """A trace can read one parameter under two sites (the IAF guide does): the optimizer holds it once, so a
+    step moves it once (torch would step a duplicated parameter twice, and warns)."""
+    pair = models.get("linear-regression")
+    args = pair.simulate(seed=0)
+    state = vt.svi.init(pair.model, "iaf", *args, steps=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.filterwarnings("ignore", message="ConditionalAutoRegressiveNN")
+        vt.svi.step(state)
+    held = [p for group in state.optim.optim.param_groups for p in group["params"]]
+    assert held and len({id(p) for p in held}) == len(held)

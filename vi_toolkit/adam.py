@@ -34,7 +34,7 @@ class TorchOptimizer:
         self.known = set()  # ids of the tensors the optimizer holds
 
     def _add(self, params):
-        new = [p for p in params if id(p) not in self.known]
+        new = list({id(p): p for p in params if id(p) not in self.known}.values())  # a trace may read one twice
         if not new:
             return
         self.known.update(id(p) for p in new)
