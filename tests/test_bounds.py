@@ -171,3 +171,16 @@ def test_vae_half_of_elbo_tightness_sandwiches_the_exact_log_likelihood():
         gaps[label] = value["log p(x) exact"][0] - value["ELBO"][0]
     learned, fixed = gaps["VAE, learned q variance"], gaps["VAE, q scale fixed at 1"]
     assert 0 < learned < 0.2 and fixed > 0.5
+
+
+def test_ais_shows_its_progress_and_progress_changes_no_number(capsys):
+    from vi_toolkit import models
+
+    pair = models.get("normal-mean")
+    (y,) = pair.simulate(seed=0, n=5)
+    fit = vt.fit_vi(pair.model, "normal", y, steps=200, progress=False)
+    settings = AIS(particles=20, temperatures=20, draws=200)
+    shown = bounds(fit, k=(1,), batches=50, ais=settings, progress=True)
+    assert "AIS temperatures" in capsys.readouterr().err
+    quiet = bounds(fit, k=(1,), batches=50, ais=settings, progress=False)
+    assert capsys.readouterr().err == "" and shown.ais == quiet.ais

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pyro
 import torch
+from tqdm.auto import tqdm
 from pyro.ops.integrator import potential_grad, velocity_verlet
 
 from .errors import ConfigError
@@ -53,7 +54,7 @@ def sigmoid_schedule(steps, delta=4.0):
     return ((s - s[0]) / (s[-1] - s[0])).tolist()
 
 
-def ais_log_evidence(target, start_draws, settings=AIS(), *, threads=None):
+def ais_log_evidence(target, start_draws, settings=AIS(), *, threads=None, progress=False):
     """log p(x) by annealed importance sampling along the geometric path pi_b ∝ q0^(1-b) p(x, .)^b: an
     :class:`~vi_toolkit.estimators.Estimate`.
 
@@ -61,9 +62,10 @@ def ais_log_evidence(target, start_draws, settings=AIS(), *, threads=None):
     transition leaving pi_{b_t} invariant, in coordinates whitened by the moments of ``start_draws`` (u, (n, D)).
     q0 is that moment-matched Gaussian (``start="guide"``) or the prior (``"prior"``). ``target``: an
     :class:`~vi_toolkit.log_density.UnconstrainedModel`. Runs on the private stream ``settings.seed`` and
-    ``threads`` intra-op threads (None: the caller's); the caller's random stream is left as it was."""
+    ``threads`` intra-op threads (None: the caller's); the caller's random stream is left as it was.
+    ``progress``: a progress bar over the temperatures."""
     with isolated(settings.seed, threads=threads), pyro.validation_enabled(False):
-        return _ais(target, start_draws, settings)
+        return _ais(target, start_draws, settings, progress)
 
 
 class _Path:
@@ -102,7 +104,7 @@ class _Path:
         return (1 - self.beta) * log_q + self.beta * log_p
 
 
-def _ais(target, start_draws, settings):
+def _ais(target, start_draws, settings, progress=False):
     start_draws = start_draws.detach()
     mean = start_draws.mean(0)
     cov = torch.cov(start_draws.T).reshape(target.dim, target.dim)
@@ -123,7 +125,9 @@ def _ais(target, start_draws, settings):
     log_weight = torch.zeros(n, dtype=torch.float64)
     step_size = 0.5 / math.sqrt(math.sqrt(target.dim))
     betas = sigmoid_schedule(settings.temperatures)
-    for previous, beta in zip(betas[:-1], betas[1:]):
+    temperatures = zip(betas[:-1], betas[1:])
+    for previous, beta in tqdm(temperatures, total=len(betas) - 1, desc="AIS temperatures", disable=not progress,
+                               leave=False, dynamic_ncols=True):
         log_weight += (beta - previous) * (state[1] - state[0]).double()
         path.beta = beta
         v, state, accept = _hmc(v, state, path, step_size, settings.leapfrog)

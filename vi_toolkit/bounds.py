@@ -146,7 +146,7 @@ def _ais_settings(ais, log_evidence):
 
 
 def bounds(model, guide=None, *args, k=(1, 10, 100, 1000), log_evidence=None, seed=0, batches=100, ais=None,
-           per_point=True, **model_kwargs):
+           per_point=True, progress=True, **model_kwargs):
     """The ELBO, IWAE-k for each k, CUBO_2, and log p(x) (exact if ``log_evidence`` is given, else by AIS),
     from one pool of ``max(k) * batches`` importance weights of the fitted guide.
 
@@ -154,7 +154,8 @@ def bounds(model, guide=None, *args, k=(1, 10, 100, 1000), log_evidence=None, se
     VIResult or a guide callable whose parameters are in the param store. ``ais``: None runs AIS only where
     ``log_evidence`` is None; True or an :class:`AIS` runs it always (with those settings); False never.
     ``per_point``: per-data-point bounds where the model has only local latents (see the module docstring;
-    ``Bounds.per`` says which was used); False forces joint bounds. ``seed``: the private stream of the
+    ``Bounds.per`` says which was used); False forces joint bounds. ``progress``: a progress bar over AIS's
+    temperatures. ``seed``: the private stream of the
     weights (AIS has its own, ``AIS.seed``). At most :data:`MAX_DRAWS` draws and :data:`MAX_ENTRIES`
     per-point log-weights. A model whose sites do not broadcast over vectorized particles (e.g. ``X @ beta``)
     is traced once per weight: lower ``k`` or ``batches`` for it.
@@ -195,7 +196,7 @@ def bounds(model, guide=None, *args, k=(1, 10, 100, 1000), log_evidence=None, se
         else:
             with problem.isolated(settings.seed):
                 start_u = target.prior_draws(settings.draws)
-        ais_estimate = ais_log_evidence(target, start_u, settings, threads=problem.threads)
+        ais_estimate = ais_log_evidence(target, start_u, settings, threads=problem.threads, progress=progress)
     return Bounds(
         elbo=elbo(log_w),
         iwae={kk: iwae(log_w, kk) for kk in k},
