@@ -20,7 +20,8 @@ import torch
 from pyro.infer import ELBO
 
 from .errors import ConfigError
-from .traces import is_sample, particle_sum, vectorize
+from .log_weights import trace_log_prob
+from .traces import is_sample, vectorize
 
 
 def _values(trace):
@@ -113,11 +114,7 @@ class _ForwardKL(ELBO):
                 value.narrow(particle_dim(site, value), 0, 1).copy_(keep[name][1])
                 values[name] = (site, value)
         model_trace, guide_trace, _ = _fixed_pair(model, guide, args, kwargs, values)
-        sums = []
-        for trace in (guide_trace, model_trace):
-            trace.compute_log_prob()
-            sums.append(sum(particle_sum(s["log_prob"], n, mpn) for s in trace.nodes.values() if is_sample(s)))
-        log_q, log_p = sums
+        log_q, log_p = (trace_log_prob(trace, -(mpn + 1)).expand(n) for trace in (guide_trace, model_trace))
 
         def particle(k):
             return {

@@ -108,14 +108,6 @@ def vectorize(fn, num_particles, max_plate_nesting):
     return wrapped
 
 
-def particle_sum(log_prob, num_particles, max_plate_nesting):
-    """Sum a site's log-probability over everything but the particle dimension -> shape (num_particles,).
-    (The reduction is :func:`vi_toolkit.log_weights.site_log_prob`; this is its joint, vectorized case.)"""
-    from .log_weights import site_log_prob
-
-    return site_log_prob(log_prob, -(max_plate_nesting + 1)).expand(num_particles)
-
-
 def vectorized_pair(model, guide, args, kwargs, num_particles, max_plate_nesting):
     """One trace of ``guide`` with ``num_particles`` vectorized particles and the model replayed against it."""
     guide_trace = poutine.trace(vectorize(guide, num_particles, max_plate_nesting)).get_trace(*args, **kwargs)
