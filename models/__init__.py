@@ -1,4 +1,6 @@
-"""Model/guide pairs by name: ``models.get("normal-mean", prior_scale=2.0)``; ``models.available()``.
+"""Model/guide pairs by name: ``models.get("normal-mean", prior_scale=2.0)``; ``models.available()``;
+``models.get("posteriordb:eight_schools-eight_schools_noncentered")`` (a posteriordb translation; its data and
+reference draws: ``models.posteriordb_targets.load_target(name, root=folder)``).
 
 A module here either registers pairs with :func:`register` (a new pair is one new file) or serves pairs of
 another module with one job of its own: ``gmm_restarts`` (best of several fits), ``gmm_cavi`` (the CAVI
@@ -13,6 +15,7 @@ import pkgutil
 from vi_toolkit.errors import ConfigError, UnknownNameError
 
 _REGISTRY = {}
+POSTERIORDB = "posteriordb:"  # prefix of a name that is a posteriordb posterior's (see pair_class)
 
 
 def register(name):
@@ -43,12 +46,23 @@ def describe():
     return {name: _REGISTRY[name].description for name in sorted(_REGISTRY)}
 
 
-def get(name, **config):
-    """The pair registered as ``name``, built with ``config`` (its constructor's keyword arguments)."""
+def pair_class(name):
+    """The class registered as ``name`` (its class attributes, such as ``posteriordb``, without building it);
+    ``"posteriordb:kidiq-kidscore_momhs"`` names the pair translating that posteriordb posterior."""
     _load_all()
+    if name.startswith(POSTERIORDB):
+        found = [n for n, cls in _REGISTRY.items() if getattr(cls, "posteriordb", None) == name[len(POSTERIORDB):]]
+        if not found:
+            raise UnknownNameError(f"no registered model translates posteriordb posterior {name[len(POSTERIORDB):]!r}")
+        name = found[0]
     if name not in _REGISTRY:
         raise UnknownNameError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    cls = _REGISTRY[name]
+    return _REGISTRY[name]
+
+
+def get(name, **config):
+    """The pair registered as ``name``, built with ``config`` (its constructor's keyword arguments)."""
+    cls = pair_class(name)
     accepted = set(inspect.signature(cls).parameters)
     unknown = sorted(set(config) - accepted)
     if unknown:

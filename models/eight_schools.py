@@ -47,6 +47,11 @@ class EightSchools(ModelPair):
             theta = pyro.deterministic("theta", mu + tau * theta_trans)
             pyro.sample("y", dist.Normal(theta, sigma), obs=y)
 
+    def latents_from_reference(self, draws):
+        """Reference draws (site -> array; posteriordb records theta, not theta_trans) with theta_trans added:
+        theta_trans = (theta - mu) / tau."""
+        return {**draws, "theta_trans": (draws["theta"] - draws["mu"][:, None]) / draws["tau"][:, None]}
+
     def guide(self, y, sigma):
         """Mean-field: Normal for mu and each theta_trans_j, LogNormal for tau."""
         positive = constraints.positive

@@ -19,7 +19,7 @@ import torch
 
 from vi_toolkit import posteriordb
 from vi_toolkit.errors import ConfigError, DataError, UnknownNameError
-from vi_toolkit.models import available, get
+from vi_toolkit.models import available, get, pair_class
 
 
 class Target(NamedTuple):
@@ -32,13 +32,19 @@ class Target(NamedTuple):
     reference: dict
 
 
+def translations():
+    """posteriordb posterior name -> name of the registered pair that translates it (its ``posteriordb``
+    attribute), for every translation the toolkit has."""
+    return {pair_class(name).posteriordb: name for name in available()
+            if getattr(pair_class(name), "posteriordb", None)}
+
+
 def posteriordb_pair(name):
     """The registered pair translating posteriordb posterior ``name`` (its ``posteriordb`` attribute)."""
-    for pair_name in available():
-        pair = get(pair_name)
-        if getattr(pair, "posteriordb", None) == name:
-            return pair
-    raise UnknownNameError(f"no registered model translates posteriordb posterior {name!r}")
+    found = translations()
+    if name not in found:
+        raise UnknownNameError(f"no registered model translates posteriordb posterior {name!r}")
+    return get(found[name])
 
 
 def posteriordb_args(pair, data):

@@ -18,21 +18,19 @@ from vi_toolkit import posteriordb
 from vi_toolkit.agreement import flatten
 from vi_toolkit.bounds import UnconstrainedModel
 from vi_toolkit.errors import DataError
-from vi_toolkit.models.posteriordb_targets import load_target, posteriordb_args, posteriordb_pair
+from vi_toolkit.models.posteriordb_targets import load_target, posteriordb_args, posteriordb_pair, translations
 
 ROOT = posteriordb.default_root()
 pytestmark = pytest.mark.skipif(ROOT is None, reason="posteriordb data (../shared/data/posteriordb) not found")
 
-NAMES = ["eight_schools-eight_schools_noncentered", "sblri-blr", "low_dim_gauss_mix-low_dim_gauss_mix"]
+# every registered translation whose posterior is in the corpus
+NAMES = sorted(name for name in translations() if ROOT is not None and (ROOT / name).is_dir())
 
 
 @pytest.fixture(scope="module", params=NAMES)
 def translation(request):
     name = request.param
-    try:
-        pair = posteriordb_pair(name)
-    except LookupError:
-        pytest.skip(f"no registered pair translates {name} yet")
+    pair = posteriordb_pair(name)
     post = posteriordb.load(ROOT / name)
     thinned = {label: draws[::2] for label, draws in post.reference_draws().items()}  # 5,000 draws: test budget
     return name, pair, posteriordb_args(pair, post.data), thinned
@@ -47,16 +45,34 @@ def test_labels_of_model_draws_match_the_reference(translation):
     assert set(reference) <= labels, sorted(set(reference) - labels)
 
 
+def pair_plate_nesting(pair, args):
+    return vt.Problem.of(pair.model, *args).max_plate_nesting
+
+
+def site_arrays(reference, shapes, pair):
+    """site -> (n, *shape) array of reference draws, by label (``beta[0,1]``); a pair whose latent sites are not
+    all in the reference (eight schools' theta_trans) maps them with ``pair.latents_from_reference``."""
+    labels = {}
+    for label in reference:
+        labels.setdefault(label.split("[")[0], []).append(label)
+    out = {}
+    for site, draws_labels in labels.items():
+        if draws_labels == [site]:
+            out[site] = reference[site]
+            continue
+        shape = shapes.get(site) or (len(draws_labels),)  # a deterministic site: a vector
+        index = np.ndindex(*shape)
+        out[site] = np.stack([reference[f"{site}[{','.join(map(str, i))}]"] for i in index], -1).reshape(
+            (-1,) + tuple(shape))
+    if hasattr(pair, "latents_from_reference"):
+        out = pair.latents_from_reference(out)
+    return {site: out[site] for site in shapes}
+
+
 def test_reference_draws_satisfy_steins_identities(translation):
     name, pair, args, reference = translation
-    target = UnconstrainedModel(pair.model, args, {}, max_plate_nesting=1)
-    by_site = {}
-    for label in reference:
-        by_site.setdefault(label.split("[")[0], []).append(label)
-    sites = {s: np.stack([reference[label] for label in labels], -1) if labels[0] != s else reference[s]
-             for s, labels in by_site.items()}
-    if "theta_trans" in target.sites:  # eight schools: the reference holds theta = mu + tau theta_trans
-        sites["theta_trans"] = (sites.pop("theta") - sites["mu"][:, None]) / sites["tau"][:, None]
+    target = UnconstrainedModel(pair.model, args, {}, max_plate_nesting=pair_plate_nesting(pair, args))
+    sites = site_arrays(reference, {name: shape for name, (_, shape, _) in target.sites.items()}, pair)
     u = target.unconstrained(sites).requires_grad_(True)
     scores = []
     for chunk in torch.split(u, 2000):

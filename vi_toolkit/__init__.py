@@ -59,12 +59,18 @@ _LAZY = {
     "fit_vi": "vi",
     "svi": "svi",
     "sweep": "sweep",
+    "METHODS": "methods",
+    "run_method": "methods",
+    "pathfinder": "pathfinder",
+    "dadvi": "dadvi",
+    "batch_and_match": "batch_match",
+    "vsbc": "vsbc",
 }
 
 
 # functions named like the submodule that defines them: importing the submodule sets the package attribute to
 # the module, so these are properties of the package's module class, always the function
-_SAME_NAME = ("bounds", "compare", "fit_to_draws", "sweep")
+_SAME_NAME = ("bounds", "compare", "fit_to_draws", "sweep", "pathfinder", "dadvi", "vsbc")
 
 
 def __getattr__(name):
@@ -96,6 +102,9 @@ class _Package(types.ModuleType):
     compare = _function_of_submodule("compare")
     fit_to_draws = _function_of_submodule("fit_to_draws")
     sweep = _function_of_submodule("sweep")
+    pathfinder = _function_of_submodule("pathfinder")
+    dadvi = _function_of_submodule("dadvi")
+    vsbc = _function_of_submodule("vsbc")
 
 
 sys.modules[__name__].__class__ = _Package
