@@ -18,6 +18,7 @@ from pyro.infer import (
     TraceMeanField_ELBO,
 )
 
+from .dreg import TraceDReG_IWAE
 from .errors import ConfigError, UnknownNameError
 from .forward_kl import forward_kl
 from .stl import JitTraceSTL_ELBO, TraceSTL_ELBO
@@ -81,6 +82,14 @@ register_objective(
     None,
     "Renyi alpha bound 1/(1-alpha) log E_q[(p(x,z)/q(z))^(1-alpha)] over num_particles draws; "
     "option alpha (default 0: the IWAE bound)",
+)
+register_objective(
+    "iwae-dreg",
+    TraceDReG_IWAE,
+    None,
+    "the IWAE bound log E_q[(1/k) sum_i p(x,z_i)/q(z_i)] over k = num_particles draws (per data point under "
+    "subsampling), with doubly reparameterized (DReG) gradients for the guide: unbiased, and their variance does "
+    "not grow with k as the plain IWAE gradient's ('renyi', alpha=0) does; needs a reparameterized guide",
 )
 register_objective(
     "forward-kl",
