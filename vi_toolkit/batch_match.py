@@ -1,0 +1,94 @@
+"""``vt.batch_and_match``: batch-and-match VI (Cai, Modi, Pillai, Margossian, Gower, Blei & Saul 2024).
+
+This module's one job: fit a full-rank Gaussian q = N(mu, Sigma) over the model's unconstrained coordinates
+u (:class:`~vi_toolkit.log_density.UnconstrainedModel`) by BaM's proximal steps on the score-based divergence.
+Step t draws a batch z_1..z_B ~ q_t with their scores g_b = grad log p(z_b) and, with learning rate lambda_t,
+
+    z_bar, g_bar = batch means;  C, Gamma = batch covariances of z and of g (1/B)
+    U = lambda Gamma + lambda / (1 + lambda) g_bar g_bar^T
+    V = Sigma_t + lambda C + lambda / (1 + lambda) (mu_t - z_bar)(mu_t - z_bar)^T
+    Sigma_{t+1} solves Sigma U Sigma + Sigma = V,  i.e.  Sigma = 2 V (I + (I + 4 U V)^{1/2})^{-1}
+    mu_{t+1} = mu_t / (1 + lambda) + lambda / (1 + lambda) (Sigma_{t+1} g_bar + z_bar).
+
+The matrix equation is solved in symmetric form: V = L L^T, M = L^T U L = W diag(w) W^T, Sigma = L W diag(2 /
+(1 + sqrt(1 + 4 w))) W^T L^T, positive definite by construction. For a Gaussian target (a linear score) the
+target is a fixed point of every step for any batch, and for B > D the only one, so BaM recovers it exactly
+(to floating point). Learning rate: the paper's schedules with lambda_0 = B D by default, decaying
+lambda_t = lambda_0 / (t + 1) (its choice for non-Gaussian targets, where a constant rate leaves the fit
+fluctuating at a noise floor) or constant lambda_t = lambda_0 (its choice for Gaussian targets, where it
+converges geometrically; ``decay=False``). q_0 = N(0, I).
+"""
+
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .errors import NumericalError
+from .problem import Problem
+from .unconstrained_gaussian import gaussian_result, log_density_and_score, target
+from .validate import positive, whole
+from .validate import seed as check_seed
+
+
+def batch_and_match(model, *args, batch_size=16, steps=200, learning_rate=None, decay=True, seed=0,
+                    progress=False, **model_kwargs):
+    """Batch-and-match fit of ``model`` given ``*args, **model_kwargs`` (or a :class:`~vi_toolkit.Problem`):
+    a :class:`~vi_toolkit.unconstrained_gaussian.GaussianResult` (``info["method"] == "batch-match"``).
+
+    ``batch_size``: B draws (and scores) per step; ``steps``: T steps; ``learning_rate``: lambda_0 (None:
+    B D, the paper's choice), ``decay``: lambda_t = lambda_0 / (t + 1), else lambda_0 at every step;
+    ``seed``: the draws' stream (numpy's generator). ``losses``: per step, the batch's estimate of the
+    negative ELBO at q_t, -mean_b log p(z_b) - entropy(q_t); ``grad_evals`` = B T. NumericalError (with ``partial_result``, the Gaussian before the
+    step) where a score is not finite; a smaller ``learning_rate`` takes smaller steps."""
+    batch_size, steps = whole("batch_size", batch_size), whole("steps", steps)
+    seed = check_seed(seed)
+    start = time.perf_counter()
+    problem = Problem.of(model, *args, **model_kwargs)
+    rng = np.random.default_rng(seed)
+    with target(problem, seed) as density:
+        dim = density.dim
+        lambda_0 = batch_size * dim if learning_rate is None else positive("learning_rate", learning_rate)
+        mean, covariance = np.zeros(dim), np.eye(dim)
+        losses = []
+        for step in tqdm(range(steps), desc="batch-and-match", disable=not progress, leave=False):
+            chol = np.linalg.cholesky(covariance)
+            z = mean + rng.standard_normal((batch_size, dim)) @ chol.T
+            u = torch.as_tensor(z).to(density.dtype)
+            log_p, score = (part.double().numpy() for part in log_density_and_score(density, u))
+            if not (np.isfinite(log_p).all() and np.isfinite(score).all()):
+                raise NumericalError(
+                    f"batch-and-match step {step}: the log density or its gradient is not finite at "
+                    f"{int((~np.isfinite(log_p)).sum())} of {batch_size} draws; try a smaller learning_rate",
+                    step=step, partial_result=_result(problem, mean, covariance, losses, start, step, batch_size,
+                                                      lambda_0, decay, seed, density))
+            entropy = 0.5 * dim * (1 + np.log(2 * np.pi)) + np.log(np.diag(chol)).sum()
+            losses.append(float(-log_p.mean() - entropy))
+            mean, covariance = bam_step(mean, covariance, z, score, lambda_0 / (step + 1) if decay else lambda_0)
+    return _result(problem, mean, covariance, losses, start, steps, batch_size, lambda_0, decay, seed, density)
+
+
+def bam_step(mean, covariance, z, score, lam):
+    """One BaM step (module docstring): (mu_{t+1}, Sigma_{t+1}) from q_t = N(mean, covariance), the batch
+    ``z`` (B, D), its scores ``score`` (B, D) and the learning rate ``lam``."""
+    z_bar, g_bar = z.mean(0), score.mean(0)
+    c = np.cov(z, rowvar=False, bias=True).reshape(len(mean), len(mean))
+    gamma = np.cov(score, rowvar=False, bias=True).reshape(len(mean), len(mean))
+    shrink = lam / (1 + lam)
+    u = lam * gamma + shrink * np.outer(g_bar, g_bar)
+    v = covariance + lam * c + shrink * np.outer(mean - z_bar, mean - z_bar)
+    chol = np.linalg.cholesky(v)
+    w, vectors = np.linalg.eigh(chol.T @ u @ chol)
+    root = vectors * (2 / (1 + np.sqrt(1 + 4 * np.clip(w, 0, None))))
+    covariance = chol @ root @ vectors.T @ chol.T
+    covariance = (covariance + covariance.T) / 2
+    mean = mean / (1 + lam) + shrink * (covariance @ g_bar + z_bar)
+    return mean, covariance
+
+
+def _result(problem, mean, covariance, losses, start, steps, batch_size, lambda_0, decay, seed, density):
+    info = {"batch_size": batch_size, "steps": steps, "learning_rate": lambda_0, "decay": decay, "seed": seed,
+            "dtype": str(density.dtype).removeprefix("torch.")}
+    return gaussian_result(problem, mean, covariance, method="batch-match", losses=losses,
+                           seconds=time.perf_counter() - start, info=info, grad_evals=batch_size * steps)

@@ -1,0 +1,115 @@
+"""Gaussian approximations in a model's unconstrained coordinates, as DADVI and batch-and-match fit them.
+
+This module's one job is what such fits share around their own update rule: the model's log density in the
+coordinates of :class:`~vi_toolkit.log_density.UnconstrainedModel`, in double precision where the model runs
+so (:func:`target`), and the fitted Gaussian N(loc, covariance) over those coordinates as a posterior result
+(:class:`GaussianResult`). The result is a :class:`~vi_toolkit.VIResult` whose guide is Pyro's
+``AutoMultivariateNormal`` holding loc and covariance as buffers (as Pyro's own Laplace approximation does): its
+latent vector is the same flattening of the same per-site ``biject_to(support)`` coordinates, so draws
+(``pyro.deterministic`` sites included), InferenceData, importance log-weights, ``vt.bounds`` and
+``save`` are the VI result's own code.
+"""
+
+import contextlib
+
+import pyro
+import torch
+from pyro.infer.autoguide import AutoMultivariateNormal
+
+from . import traces
+from .errors import NumericalError
+from .log_density import UnconstrainedModel
+from .vi_result import VIResult
+
+
+def _double(obj):
+    """``obj`` (tensors, or tuples, lists and dicts of them) with every floating-point tensor in float64."""
+    if isinstance(obj, torch.Tensor):
+        return obj.double() if obj.is_floating_point() else obj
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_double(item) for item in obj)
+    if isinstance(obj, dict):
+        return {key: _double(value) for key, value in obj.items()}
+    return obj
+
+
+@contextlib.contextmanager
+def target(problem, seed):
+    """The model's :class:`UnconstrainedModel` on a private stream ``seed`` and the problem's thread count, run
+    on float64 data where the model computes in float64 there and agrees with its run on its own data (to
+    1e-4 at u = 0), else on its own data (a model holding float32 modules, say); ``dtype`` on the yielded object
+    says which, and is the dtype to give it u in. Torch's default dtype is left alone."""
+    with problem.isolated(seed):
+        model = UnconstrainedModel(problem.model, problem.args, problem.kwargs, problem.max_plate_nesting,
+                                   problem.broadcasts)
+        model.dtype = torch.get_default_dtype()
+        try:
+            precise = UnconstrainedModel(problem.model, _double(problem.args), _double(problem.kwargs),
+                                         problem.max_plate_nesting, problem.broadcasts)
+            u = torch.zeros(2, precise.dim, dtype=torch.float64)
+            own, ran = sum(model.densities(u.to(model.dtype))), sum(precise.densities(u))
+            if ran.dtype == torch.float64 and torch.allclose(ran, own.double(), rtol=1e-4, atol=1e-3):
+                model, model.dtype = precise, torch.float64
+        except Exception:  # noqa: BLE001 - a model that fails on float64 data runs on its own data
+            pass
+        yield model
+
+
+def log_density_and_score(model, u):
+    """(log p(T(u)) + log|det J_T(u)| of shape (P,), its gradient in u of shape (P, D)) at u (P, D)."""
+    u = u.detach().requires_grad_(True)
+    prior, likelihood = model.densities(u)
+    log_p = prior + likelihood
+    (score,) = torch.autograd.grad(log_p.sum(), u)  # row p of log_p depends on row p of u only
+    return log_p.detach(), score
+
+
+class GaussianResult(VIResult):
+    """A Gaussian N(loc, covariance) in the model's unconstrained coordinates as a posterior result (a
+    :class:`~vi_toolkit.VIResult`). ``grad_evals``: gradient evaluations of the log density the fit used,
+    counted per draw; ``objective_se``: the standard error of the fit's final objective (None where the method
+    has none)."""
+
+    def __init__(self, *, loc, covariance, grad_evals, objective_se=None, **fields):
+        super().__init__(**fields)
+        self._loc, self._covariance = loc, covariance
+        self.grad_evals = int(grad_evals)
+        self.objective_se = objective_se
+
+    def __repr__(self):
+        return (f"GaussianResult(method={self.info['method']!r}, dim={len(self._loc)}, "
+                f"grad_evals={self.grad_evals}, seconds={self.seconds:.2f})")
+
+    def gaussian(self):
+        """(loc (D,), covariance (D, D)): the fitted Gaussian in UnconstrainedModel coordinates (float64)."""
+        return self._loc.clone(), self._covariance.clone()
+
+
+def gaussian_result(problem, loc, covariance, *, method, losses, seconds, info, grad_evals, objective_se=None):
+    """The Gaussian N(loc, covariance) over the unconstrained coordinates of ``problem`` as a
+    :class:`GaussianResult` of ``method``. NumericalError if ``covariance`` is not positive definite."""
+    loc = torch.as_tensor(loc, dtype=torch.float64)
+    covariance = torch.as_tensor(covariance, dtype=torch.float64)
+    covariance = (covariance + covariance.T) / 2
+    scale = covariance.diagonal().sqrt()
+    correlation = covariance / scale[:, None] / scale[None, :]
+    scale_tril, failed = torch.linalg.cholesky_ex(correlation)
+    if failed or not (torch.isfinite(loc).all() and torch.isfinite(scale_tril).all() and (scale > 0).all()):
+        raise NumericalError(f"{method} gave a covariance that is not positive definite (or a non-finite mean); "
+                             "see the method's notes on what to change")
+    params = {"params": {}, "constraints": {}}  # the guide creates parameters: out of the caller's store
+    dtype = torch.get_default_dtype()
+    with problem.isolated(0, params=params), pyro.validation_enabled(False):
+        guide = AutoMultivariateNormal(problem.model)
+        guide._setup_prototype(*problem.args, **problem.kwargs)  # the latent vector's layout (no fitting)
+        del guide.loc, guide.scale, guide.scale_tril
+        guide.register_buffer("loc", loc.to(dtype))
+        guide.register_buffer("scale", scale.to(dtype))
+        guide.register_buffer("scale_tril", scale_tril.to(dtype))
+        structure = traces.inspect_pair(problem.model, guide, problem.args, problem.kwargs)
+        vectorized = problem.broadcasts and traces.broadcasts(
+            problem.model, guide, problem.args, problem.kwargs, 2, structure.max_plate_nesting)
+    info = {"method": method, "guide": "mvn", "objective": method, "threads": problem.threads, **info}
+    return GaussianResult(loc=loc, covariance=covariance, grad_evals=grad_evals, objective_se=objective_se,
+                          problem=problem, guide=guide, structure=structure, vectorized=vectorized,
+                          param_state=params, losses=losses, seconds=seconds, info=info)
