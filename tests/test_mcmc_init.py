@@ -10,7 +10,7 @@ import torch
 
 from vi_toolkit import models
 import vi_toolkit as vt
-from vi_toolkit.mcmc import start_from_vi
+from vi_toolkit.mcmc import start_from
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +30,13 @@ def test_start_from_vi_uses_the_vi_covariance(regression, vi_fit):
     """The full-rank fit of a Gaussian posterior is exact, so the dense inverse mass matrix is the posterior
     covariance: 4000 draws estimate variances to ~2.2% (sqrt(2/4000)); 10% leaves room for the fit's own error."""
     pair, args, exact = regression
-    start = start_from_vi(vi_fit, pair.model, args, {}, chains=3, seed=0)
+    start = start_from(vi_fit, pair.model, args, {}, chains=3, seed=0)
     assert start.sites == ("beta",) and start.dense and len(start.values) == 3
     scale = exact.covariance_matrix.diagonal().sqrt()
     np.testing.assert_allclose(start.inverse_mass.diagonal().numpy(), exact.covariance_matrix.diagonal().numpy(), rtol=0.10)
     corr = start.inverse_mass / torch.outer(scale, scale)
     np.testing.assert_allclose(corr.numpy(), (exact.covariance_matrix / torch.outer(scale, scale)).numpy(), atol=0.06)
-    diag = start_from_vi(vi_fit, pair.model, args, {}, chains=1, seed=0, mass="diag")
+    diag = start_from(vi_fit, pair.model, args, {}, chains=1, seed=0, mass="diag")
     np.testing.assert_allclose(diag.inverse_mass.numpy(), start.inverse_mass.diagonal().numpy(), rtol=1e-6)
 
 
@@ -47,7 +47,7 @@ def test_nuts_from_vi_with_short_warmup_is_exact(regression, vi_fit):
     result = vt.run_mcmc(
         pair.model, *args, draws=400, warmup=50, chains=2, seed=0, progress=False, init=vi_fit, parallel=False
     )
-    assert result.info["init"] == {"guide": "mvn", "mass": "dense"}
+    assert result.info["init"] == {"method": "vi", "guide": "mvn", "mass": "dense"}
     summary = result.summary()
     draws = result.draws()["beta"]
     for j in range(3):

@@ -2,9 +2,10 @@
 
 Two ways to make it faster than plain Pyro NUTS, both keeping NUTS exact:
 
-- ``init=vi_result`` starts every chain from a draw of a VI fit and fixes the inverse mass matrix to the
-  covariance of the VI draws in NUTS's unconstrained space, so warm-up only has to adapt the step size
-  (a much shorter ``warmup`` suffices). A poor fit only costs efficiency, never correctness.
+- ``init=result`` starts every chain from a draw of a posterior result of the same model (a VI fit,
+  Pathfinder, an earlier run) and fixes the inverse mass matrix to the covariance of its draws in NUTS's
+  unconstrained space, so warm-up only has to adapt the step size (a much shorter ``warmup`` suffices). A poor
+  approximation only costs efficiency, never correctness.
 - ``parallel=True`` runs the chains in worker processes (:mod:`vi_toolkit.workers`: one chain per worker, up to
   the number of cores, one torch thread each), each from the same seed as in a sequential run, so the draws are
   the same. The workers never import the caller's ``__main__`` (no ``if __name__ == "__main__":`` guard is
@@ -30,8 +31,9 @@ from torch.distributions import biject_to
 from . import workers
 from .errors import ConfigError, ModelGuideError
 from .isolation import isolated
-from .posterior import stored_draws
+from .posterior import check_posterior, stored_draws
 from .problem import Problem
+from .traces import is_latent
 from .validate import between, whole
 from .validate import seed as check_seed
 
@@ -53,6 +55,8 @@ class RecordingNUTS(NUTS):
     - ``acceptance_rate``: the mean Metropolis acceptance probability over the trajectory's proposals (what
       step-size adaptation targets; Pyro's ``accept_prob``);
     - ``diverging``: whether a subtree diverged.
+
+    ``self.leapfrog_steps`` counts the leapfrog steps (gradient evaluations) of every transition, warm-up included.
     """
 
     def __init__(self, *args, **kwargs):
@@ -60,6 +64,7 @@ class RecordingNUTS(NUTS):
         self.stats = {name: [] for name in STATS + ("diverging",)}
         self._depth = 0  # recursion depth inside _build_tree
         self._transition = None
+        self.leapfrog_steps = 0
 
     def _build_tree(self, z, r, z_grads, log_slice, direction, tree_depth, energy_current):
         top = self._depth == 0
@@ -95,6 +100,7 @@ class RecordingNUTS(NUTS):
         stats["step_size"].append(step_size)
         stats["acceptance_rate"].append(record["sum_accept"] / record["proposals"] if record["proposals"] else 1.0)
         stats["diverging"].append(record["diverging"])
+        self.leapfrog_steps += record["proposals"]
         return z
 
 
@@ -206,29 +212,32 @@ class _MassFrom(BlockMassMatrix):
         super().configure(mass_matrix_shape, adapt_mass_matrix, options)
         if list(mass_matrix_shape) != [self._start.sites]:
             raise ModelGuideError(
-                f"the VI fit's latent sites {list(self._start.sites)} are not NUTS's {list(mass_matrix_shape)}; "
-                "start NUTS from a fit of the same model"
+                f"init's latent sites {list(self._start.sites)} are not NUTS's {list(mass_matrix_shape)}; "
+                "start NUTS from a result of the same model"
             )
         self.inverse_mass_matrix = {self._start.sites: self._start.inverse_mass.to(**options)}
 
 
-def start_from_vi(vi_result, model, args, kwargs, chains, seed=0, mass="dense", num_draws=4000):
-    """NUTS's start from a VI fit: chain c starts at VI draw c, and the inverse mass matrix is the covariance
-    Sigma of ``num_draws`` VI draws z = T^-1(theta) in unconstrained space (its diagonal if ``mass="diag"``),
-    shrunk as in Stan: n/(n+5) Sigma + 1e-3 * 5/(n+5) I."""
-    if not (callable(getattr(vi_result, "draws", None))
-            and hasattr(getattr(vi_result, "structure", None), "latent_shapes")):
-        raise ConfigError(f"init must be a VIResult from vt.fit_vi, got {type(vi_result).__name__}")
+def start_from(result, model, args, kwargs, chains, seed=0, mass="dense", num_draws=4000):
+    """NUTS's start from a posterior result (:class:`vi_toolkit.posterior.Posterior`: a VI fit, Pathfinder, an
+    earlier run) of the model: chain c starts at draw c of ``result.draws(n, seed)``, and the inverse mass matrix
+    is the covariance Sigma of those n = max(``num_draws``, chains) draws z = T^-1(theta) of the model's latent
+    sites in unconstrained space (its diagonal if ``mass="diag"``), shrunk as in Stan:
+    n/(n+5) Sigma + 1e-3 * 5/(n+5) I."""
+    check_posterior(result, "init")
     if mass not in ("dense", "diag"):
         raise ConfigError(f"init_mass must be 'dense' or 'diag', got {mass!r}")
-    sites = tuple(sorted(vi_result.structure.latent_shapes))
-    n = max(num_draws, chains)
-    draws = {name: torch.as_tensor(value) for name, value in vi_result.draws(n, seed).items()}
     with isolated(seed), torch.no_grad():
         trace = poutine.trace(model).get_trace(*args, **kwargs)
-    missing = [s for s in sites if s not in trace.nodes]
+    sites = tuple(sorted(name for name, site in trace.nodes.items() if is_latent(site)))
+    n = max(num_draws, chains)
+    draws = {name: torch.as_tensor(value) for name, value in result.draws(n, seed).items()}
+    missing = [s for s in sites if s not in draws]
     if missing:
-        raise ModelGuideError(f"the VI fit has latent site(s) {missing} that this model lacks; init from a fit of the same model")
+        raise ModelGuideError(
+            f"init has no draws of the model's latent site(s) {missing} (it has {sorted(draws)}); start from a "
+            "result of the same model"
+        )
     flat = torch.cat(
         [biject_to(trace.nodes[s]["fn"].support).inv(draws[s]).reshape(n, -1).double() for s in sites], dim=1
     )
@@ -256,8 +265,8 @@ def _deterministic(model, args, kwargs, samples, shapes):
 def _chain(model, args, kwargs, draws, warmup, seed, progress, jit, target_accept, start, deterministic, threads):
     """One NUTS chain on the random stream ``seed`` with ``threads`` intra-op threads (None: the caller's); the
     caller's stream and thread count are put back. Returns (site -> numpy draws, divergence flags, per-draw
-    statistics name -> numpy array (draws,), see :class:`RecordingNUTS`): plain numbers, so they travel back
-    from a worker process with the draws."""
+    statistics name -> numpy array (draws,), see :class:`RecordingNUTS`, leapfrog steps of warm-up and
+    sampling): plain numbers, so they travel back from a worker process with the draws."""
     steps = [0]
 
     def hook(kernel, params, stage, i):  # progress, for a parent that shows the chains of its workers
@@ -266,7 +275,7 @@ def _chain(model, args, kwargs, draws, warmup, seed, progress, jit, target_accep
 
     with isolated(seed, threads=threads):
         options = {}
-        if start is not None:  # start values and a fixed mass matrix from VI; warm-up adapts the step size only
+        if start is not None:  # start values and a fixed mass matrix from init; warm-up adapts the step size only
             options = {"init_strategy": init_to_value(values=start[0]), "adapt_mass_matrix": False,
                        "full_mass": start[1].dense}
         kernel = RecordingNUTS(model, jit_compile=jit, ignore_jit_warnings=True, target_accept_prob=target_accept, **options)
@@ -286,7 +295,7 @@ def _chain(model, args, kwargs, draws, warmup, seed, progress, jit, target_accep
         dtypes = {"tree_depth": np.int64}
         stats = {name: np.asarray(kernel.stats[name][-draws:], dtype=dtypes.get(name, np.float64))
                  for name in STATS}
-    return {name: value.detach().numpy() for name, value in samples.items()}, diverging, stats
+    return {name: value.detach().numpy() for name, value in samples.items()}, diverging, stats, kernel.leapfrog_steps
 
 
 def _in_workers(tasks, progress):
@@ -342,10 +351,13 @@ def run_mcmc(
     ones on torch's default (the :class:`~vi_toolkit.Problem`'s thread policy). ``jit=True`` compiles the
     potential energy with ``torch.jit`` and falls back to the plain one if the model does not trace.
 
-    - ``init``: a :class:`~vi_toolkit.VIResult` of the same model and data. Chain c starts at VI draw c and the
-      inverse mass matrix is fixed to the VI draws' covariance in unconstrained space (``init_mass="dense"``)
-      or its diagonal (``"diag"``); warm-up then only adapts the step size, so a short ``warmup`` (100-300)
-      suffices where the fit is close.
+    - ``init``: a posterior result of the same model and data (a :class:`~vi_toolkit.VIResult`, a
+      :func:`~vi_toolkit.pathfinder` result, an earlier run). Chain c starts at its draw c and the inverse mass
+      matrix is fixed to its draws' covariance in unconstrained space (``init_mass="dense"``) or its diagonal
+      (``"diag"``); warm-up then only adapts the step size, so a short ``warmup`` (100-300) suffices where the
+      approximation is close. ``info["init"]`` names its method (and guide).
+    - ``info["grad_evals"]``: the leapfrog steps (gradient evaluations) of all transitions, warm-up included,
+      summed over chains.
     - ``parallel``: run the chains in worker processes (one torch thread each) when there are several chains
       and cores and this is not itself a worker; they never re-run the calling script, and the model and data
       travel by cloudpickle. Models or data that do not pickle, or a worker that fails, run sequentially
@@ -365,7 +377,7 @@ def run_mcmc(
     seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(chains)]
     starts = [None] * chains
     if init is not None:
-        found = start_from_vi(init, model, args, kwargs, chains, seed=seed, mass=init_mass)
+        found = start_from(init, model, args, kwargs, chains, seed=seed, mass=init_mass)
         starts = [(values, found) for values in found.values]
     because = _sequential_because(parallel, chains)
 
@@ -398,9 +410,9 @@ def run_mcmc(
     except (RuntimeError, ValueError, TypeError) as exc:
         raise ModelGuideError(f"NUTS failed on the model: {type(exc).__name__}: {exc}") from exc
     seconds = time.perf_counter() - t0
-    stacked = {name: np.stack([samples[name] for samples, _, _ in per_chain]) for name in per_chain[0][0]}
-    diverging = np.stack([d for _, d, _ in per_chain])
-    sample_stats = {name: np.stack([stats[name] for _, _, stats in per_chain]) for name in STATS}
+    stacked = {name: np.stack([chain[0][name] for chain in per_chain]) for name in per_chain[0][0]}
+    diverging = np.stack([chain[1] for chain in per_chain])
+    sample_stats = {name: np.stack([chain[2][name] for chain in per_chain]) for name in STATS}
     info = {
         "method": "nuts",
         "draws": draws,
@@ -410,7 +422,9 @@ def run_mcmc(
         "jit": jit,
         "target_accept": target_accept,
         "parallel": because is None,
-        "init": None if init is None else {"guide": getattr(init, "info", {}).get("guide"), "mass": init_mass},
+        "init": None if init is None else {"method": init.info.get("method"), "guide": init.info.get("guide"),
+                                           "mass": init_mass},
+        "grad_evals": int(sum(chain[3] for chain in per_chain)),  # leapfrog steps, warm-up included, all chains
     }
     if because is not None:
         info["sequential_because"] = because
