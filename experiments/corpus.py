@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 from tqdm.auto import tqdm
 
 import vi_toolkit as vt
@@ -29,6 +30,7 @@ from vi_toolkit.models.posteriordb_targets import load_target, translations
 VALIDATION = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "corpus_nuts"  # NUTS validation records
 CLOSE_MEAN, CLOSE_SD = 0.1, (0.9, 1.1)  # a close fit: every mean within 0.1 reference sds, every sd ratio 0.9-1.1
 BAD_MEAN, BAD_SD = 0.3, (0.7, 1.3)  # a bad fit: some mean off by more than 0.3 sds, or some sd ratio outside 0.7-1.3
+HEAT_RANGE = (0.01, 10.0)  # colour range of the error heat map (reference sds); beyond it the end colours
 VI_OPTIONS, NUTS_OPTIONS = ("steps", "lr", "num_particles"), ("draws", "warmup", "chains")
 FIRST_COLUMNS = ["posterior", "method", "seed", "parameters", "std_mean_error_max", "std_mean_error_mean",
                  "sd_ratio_min", "sd_ratio_max", "w1_max", "w1_mean", "khat", "verdict", "seconds", "grad_evals"]
@@ -40,7 +42,7 @@ class Config:
 
     root: posteriordb folder (empty: $VI_TOOLKIT_POSTERIORDB, else ../shared/data/posteriordb beside the project)
     posteriors: posteriordb posteriors to run (empty: every translation NUTS validated, else every translation present)
-    methods: inference methods by name (vi_toolkit.methods.METHODS; empty: every one whose module is present)
+    methods: methods of vi_toolkit.methods.METHODS (empty: every one present); pathfinder, dadvi, batch-match at their defaults
     seeds: fits per posterior and method, each on its own random streams
     steps: upper bound on SVI steps per fit of the autoguide families (normal, mvn, lowrank, iaf, laplace)
     lr: Adam step size of the autoguide fits
@@ -67,7 +69,7 @@ class Config:
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown:
             raise ValueError(f"methods {unknown} unknown; choose from {', '.join(METHODS)}")
-        untranslated = sorted(set(self.posteriors) - set(translations()))
+        untranslated = sorted(set(self.posteriors) - set(translations())) if self.posteriors else []
         if untranslated:
             raise ValueError(f"posteriors {untranslated} have no Pyro translation; translated: "
                              f"{', '.join(sorted(translations()))}")
@@ -195,36 +197,40 @@ def verdict_table(table):
     for column in ("bad fit", "not bad"):
         if column not in counts:
             counts[column] = 0
-    return counts[["bad fit", "not bad"]].rename_axis("verdict").reset_index()
+    return counts[["bad fit", "not bad"]].rename_axis(index="verdict", columns=None).reset_index()
 
 
 def error_heat_map(table, posteriors, methods):
-    """Posterior (rows) x method (columns): the largest standardized mean error (median over seeds) on a log
-    colour scale, annotated; a failed fit is a grey cell marked 'failed'."""
+    """Posterior (rows) x method (columns): the largest standardized mean error (median over seeds), annotated, on
+    a log colour scale from 0.01 (green) to 10 (red; larger errors show as 10); a failed fit is a grey cell."""
     ok = table[table.error == ""]
     grid = ok.pivot_table(index="posterior", columns="method", values="std_mean_error_max", aggfunc="median")
-    grid = grid.reindex(index=posteriors, columns=methods)
-    values = grid.to_numpy(dtype=float)
-    fig = Figure(figsize=(2.0 + 1.1 * len(methods), 1.2 + 0.42 * len(posteriors)))
+    values = grid.reindex(index=posteriors, columns=methods).to_numpy(dtype=float)
+    fig = Figure(figsize=(3.0 + 0.9 * len(methods), 1.4 + 0.38 * len(posteriors)))
     ax = fig.subplots()
-    finite = values[np.isfinite(values) & (values > 0)]
-    lo, hi = (max(finite.min(), 1e-3), max(finite.max(), 1.0)) if finite.size else (1e-2, 1.0)
-    ax.set_facecolor("#d9d9d9")
-    image = ax.imshow(np.ma.masked_invalid(np.clip(values, lo, None)), cmap="viridis", aspect="auto",
-                      norm=LogNorm(vmin=lo, vmax=max(hi, lo * 10)))
+    ax.set_facecolor("#bfbfbf")
+    norm = LogNorm(vmin=HEAT_RANGE[0], vmax=HEAT_RANGE[1])
+    image = ax.imshow(np.ma.masked_invalid(np.clip(values, *HEAT_RANGE)), cmap="RdYlGn_r", norm=norm, aspect="auto")
     for i in range(len(posteriors)):
         for j in range(len(methods)):
             v = values[i, j]
-            text = "failed" if not math.isfinite(v) else (f"{v:.2g}" if v >= 0.01 else f"{v:.0e}")
-            light = math.isfinite(v) and image.norm(max(v, lo)) < 0.6
-            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if light else "black")
+            text = "failed" if not math.isfinite(v) else (f"{v:.2g}" if 0.01 <= v < 100 else f"{v:.0e}")
+            ax.text(j, i, text.replace("e+0", "e").replace("e-0", "e-"), ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
     ax.set_yticks(range(len(posteriors)), posteriors, fontsize=8)
     ax.set_xlabel("method")
     ax.set_ylabel("posterior")
-    fig.colorbar(image, ax=ax, label="max |mean - ref mean| / ref sd")
+    bar = fig.colorbar(image, ax=ax, label="max |mean - ref mean| / ref sd", extend="both")
+    bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     fig.tight_layout()
     return fig
+
+
+def _plain_log_ticks(axis, limits):
+    """Tick labels of a log axis as plain numbers (6, 20, 1500), minor ones too where it spans under a decade."""
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    axis.set_major_formatter(plain)
+    axis.set_minor_formatter(plain if max(limits) < 10 * min(limits) else NullFormatter())
 
 
 def cost_figure(table, methods):
@@ -243,6 +249,7 @@ def cost_figure(table, methods):
                 shown = True
         if shown:
             ax.set_xscale("log")
+            _plain_log_ticks(ax.xaxis, ax.get_xlim())
             ax.legend(fontsize=8)
         else:
             ax.text(0.5, 0.5, "no method reports this", ha="center", va="center", transform=ax.transAxes)
@@ -250,6 +257,7 @@ def cost_figure(table, methods):
     axes[0].set_ylabel("1-Wasserstein, max over parameters (ref sds)")
     if len(ok):
         axes[0].set_yscale("log")
+        _plain_log_ticks(axes[0].yaxis, axes[0].get_ylim())
     fig.tight_layout()
     return fig
 
@@ -274,6 +282,7 @@ def verdict_figure(table, methods):
                            label=f"{method} ({'bad' if flag else 'not bad'})")
     fooled = int((bad & (ok.verdict.map(verdict_word) == "good")).sum())
     ax.set_yscale("log")
+    _plain_log_ticks(ax.yaxis, ax.get_ylim())
     ax.set_xlabel("PSIS k-hat (clipped at 3)")
     ax.set_ylabel("max standardized mean error")
     ax.set_title(f'"good" verdicts on bad fits: {fooled} of {int(bad.sum())} bad fits', fontsize=10)

@@ -4,7 +4,6 @@ and without a corpus it runs nothing and says how to point to one."""
 
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import vi_toolkit as vt
-from vi_toolkit import methods, models
+from vi_toolkit import methods
 
 NAMES = ["normal", "mvn", "lowrank", "iaf", "laplace", "nuts", "pathfinder", "dadvi", "batch-match"]
 
