@@ -37,10 +37,10 @@ def lotka_volterra(theta, z_init, ts):
     """Populations z (..., N, 2) at times ``ts`` of du/dt = (alpha - beta v) u, dv/dt = (-gamma + delta u) v
     from z(0) = z_init (..., 2), theta (..., 4) = (alpha, beta, gamma, delta); RK4, steps <= MAX_STEP."""
     alpha, beta, gamma, delta = theta.unbind(-1)
+    growth, cross = torch.stack([alpha, -gamma], -1), torch.stack([-beta, delta], -1)
 
-    def dz_dt(t, z):
-        u, v = z.unbind(-1)
-        return torch.stack([(alpha - beta * v) * u, (-gamma + delta * u) * v], -1)
+    def dz_dt(t, z):  # (u, v) * ((alpha, -gamma) + (-beta, delta) * (v, u)): four ops a stage
+        return z * (growth + cross * z.flip(-1))
 
     return rk4(dz_dt, z_init, *time_grid(0.0, ts, MAX_STEP))
 

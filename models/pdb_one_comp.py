@@ -37,9 +37,10 @@ def concentration(k_a, K_m, V_m, t0, D, V, times):
     """C (..., N_t, 1) at ``times`` of dC/dt = exp(-k_a t) D k_a / V - (V_m / V) C / (K_m + C), C(t0) = 0;
     parameters (...), RK4."""
     k_a, K_m, V_m = (p.unsqueeze(-1) for p in (k_a, K_m, V_m))
+    dose_rate, elimination_rate = D * k_a / V, V_m / V
 
     def dC_dt(t, C):
-        return torch.exp(-k_a * t) * D * k_a / V - (V_m / V) * C / (K_m + C)
+        return dose_rate * torch.exp(k_a * -t) - elimination_rate * C / (K_m + C)
 
     C0 = torch.zeros(torch.broadcast_shapes(k_a.shape, K_m.shape, V_m.shape))
     return rk4(dC_dt, C0, *time_grid(float(t0), times, MAX_STEP, FIRST_STEPS))
