@@ -110,6 +110,9 @@ def test_mean_field_draws_and_deterministic_sites(fit):
     # 4000 draws: the sample sd is within 5% (over 3 sd of its sampling error sqrt(1/(2n)) = 1.1%)
     np.testing.assert_allclose(draws["z"].std(0), covariance.diagonal().sqrt().numpy(), rtol=0.05)
     assert mean_field.info["method"] == "dadvi" and not mean_field.info["lrvb"]
+    idata = mean_field.to_inference_data(400, seed=3)
+    assert idata.posterior.attrs["method"] == "dadvi" and idata.posterior["z"].shape == (4, 100, 4)
+    np.testing.assert_array_equal(idata.posterior["z"].values.reshape(400, 4), mean_field.draws(400, seed=3)["z"])
     assert mean_field.grad_evals % 30 == 0 and mean_field.grad_evals >= 30 * (2 * 4 + 1)
     assert len(mean_field.losses) == mean_field.info["newton_iterations"]
     assert mean_field.losses[-1] == pytest.approx(mean_field.info["final_objective"])

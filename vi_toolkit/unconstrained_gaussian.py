@@ -11,6 +11,7 @@ latent vector is the same flattening of the same per-site ``biject_to(support)``
 """
 
 import contextlib
+import copy
 
 import pyro
 import torch
@@ -38,14 +39,18 @@ def target(problem, seed):
     """The model's :class:`UnconstrainedModel` on a private stream ``seed`` and the problem's thread count, run
     on float64 data where the model computes in float64 there and agrees with its run on its own data (to
     1e-4 at u = 0), else on its own data (a model holding float32 modules, say); ``dtype`` on the yielded object
-    says which, and is the dtype to give it u in. Torch's default dtype is left alone."""
-    with problem.isolated(seed):
+    says which, and is the dtype to give it u in. Torch's default dtype is left alone. Pyro's argument
+    validation is off in the block: a value outside a distribution's support (an overflowing trial step) gives
+    a non-finite density, which the fit handles, not an exception."""
+    with problem.isolated(seed), pyro.validation_enabled(False):
         model = UnconstrainedModel(problem.model, problem.args, problem.kwargs, problem.max_plate_nesting,
                                    problem.broadcasts)
         model.dtype = torch.get_default_dtype()
         try:
-            precise = UnconstrainedModel(problem.model, _double(problem.args), _double(problem.kwargs),
-                                         problem.max_plate_nesting, problem.broadcasts)
+            # the same sites, read off the model's run on its own data (a run on float64 data would draw
+            # float32 prior values to put beside it), evaluated on float64 data
+            precise = copy.copy(model)
+            precise.args, precise.kwargs = _double(problem.args), _double(problem.kwargs)
             u = torch.zeros(2, precise.dim, dtype=torch.float64)
             own, ran = sum(model.densities(u.to(model.dtype))), sum(precise.densities(u))
             if ran.dtype == torch.float64 and torch.allclose(ran, own.double(), rtol=1e-4, atol=1e-3):
@@ -79,6 +84,13 @@ class GaussianResult(VIResult):
     def __repr__(self):
         return (f"GaussianResult(method={self.info['method']!r}, dim={len(self._loc)}, "
                 f"grad_evals={self.grad_evals}, seconds={self.seconds:.2f})")
+
+    def to_inference_data(self, *args, **kwargs):
+        """The VI result's InferenceData (see :meth:`VIResult.to_inference_data`), its posterior's ``method``
+        attribute this fit's method."""
+        idata = super().to_inference_data(*args, **kwargs)
+        idata.posterior.attrs["method"] = self.info["method"]
+        return idata
 
     def gaussian(self):
         """(loc (D,), covariance (D, D)): the fitted Gaussian in UnconstrainedModel coordinates (float64)."""
