@@ -82,14 +82,11 @@ DEMO = {"posteriors": ("eight_schools-eight_schools_noncentered", "sblri-blr"), 
         "seeds": 1, "steps": 500, "lr": 0.05, "num_particles": 4, "draws": 100, "warmup": 100, "chains": 1}
 
 
-def validated(folder=VALIDATION):
-    """(names NUTS validated, names it did not) from the validation records in ``folder``; (None, []) where
-    there are no records."""
+def validation(folder=VALIDATION):
+    """posterior name -> whether NUTS validated its translation, from the validation records in ``folder``
+    (empty where there are none)."""
     records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(Path(folder).glob("*.json"))]
-    if not records:
-        return None, []
-    return ([r["posterior"] for r in records if r.get("validated")],
-            [r["posterior"] for r in records if not r.get("validated")])
+    return {r["posterior"]: bool(r.get("validated")) for r in records}
 
 
 def replicate_seeds(seed, n):
@@ -123,8 +120,9 @@ def fit_row(method, target, config, fit_seed, draws_seed):
     return row
 
 
-def run_fits(config, root, names, methods, seed):
-    """The table: one row per (posterior, method, seed), with the error of a fit or a load that raised."""
+def run_fits(config, root, names, methods, seed, save=None):
+    """The table: one row per (posterior, method, seed), with the error of a fit or a load that raised;
+    ``save(table)`` gets the table so far after each posterior (a long run keeps what it has done)."""
     rows = []
     seeds = replicate_seeds(seed, config.seeds)
     with tqdm(total=len(names) * len(methods), desc="corpus", unit="fit") as bar:
@@ -146,6 +144,13 @@ def run_fits(config, root, names, methods, seed):
                         row["error"] = problem or one_line(exc)
                     rows.append({**row, "fit_seed": fit_seed, "draws_seed": draws_seed})
                 bar.update()
+            if save is not None:
+                save(as_table(rows))
+    return as_table(rows)
+
+
+def as_table(rows):
+    """The rows as a table with the comparison columns first, every one present even where every fit failed."""
     table = pd.DataFrame(rows)
     for column in FIRST_COLUMNS + ["error"]:  # present even where every fit failed
         if column not in table:
@@ -300,25 +305,30 @@ def run(config, folder, seed):
     root = Path(config.root) if config.root else posteriordb.default_root()
     if root is None:
         return no_corpus(f"${posteriordb.ENV_ROOT} is not set and ../shared/data/posteriordb does not exist")
+    records = validation()
     if config.posteriors:
         wanted, source = list(config.posteriors), "as named"
+    elif not records:
+        wanted = sorted(translations())
+        source = "every translated posterior (no NUTS validation records in benchmarks/results/corpus_nuts)"
     else:
-        passed, failed = validated()
-        if passed is None:
-            wanted = sorted(translations())
-            source = "every translated posterior (no NUTS validation records in benchmarks/results/corpus_nuts)"
-        else:
-            wanted = sorted(passed)
-            source = (f"the {len(passed)} translations NUTS validated"
-                      + (f" (not validated, left out: {', '.join(sorted(failed))})" if failed else ""))
+        wanted = sorted(name for name, ok in records.items() if ok)
+        failed = sorted(name for name, ok in records.items() if not ok)
+        source = (f"the {len(wanted)} translations NUTS validated"
+                  + (f"; not validated, left out: {', '.join(failed)}" if failed else ""))
     names = [name for name in wanted if (root / name).is_dir()]
     if not names:
         return no_corpus(f"none of {', '.join(wanted) or 'the translated posteriors'} is under {root}")
     methods = list(config.methods or available())
-    table = run_fits(config, root, names, methods, seed)
+
+    def save(table):
+        folder.save_table("corpus", table.assign(
+            nuts_validated=table.posterior.map(lambda name: records.get(name, "no record"))))
+
+    table = run_fits(config, root, names, methods, seed, save=save)
+    save(table)
     summary = method_summary(table, methods)
     verdicts = verdict_table(table)
-    folder.save_table("corpus", table)
     folder.save_table("methods", summary)
     folder.save_table("verdicts", verdicts)
     folder.save_figure("error-heat-map", error_heat_map(table, names, methods))
@@ -337,7 +347,8 @@ def run(config, folder, seed):
     }, tables={
         "corpus": "One row per posterior, method and seed: vt.compare against posteriordb's reference draws "
                   "(standardized mean error, sd ratio, 1-Wasserstein in reference sds, k-hat and verdict), seconds, "
-                  "gradient evaluations (NaN where not reported) and the error of a fit that failed; fit_seed and "
+                  "gradient evaluations (NaN where not reported) and the error of a fit that failed; nuts_validated: "
+                  "whether NUTS validated the translation (benchmarks/corpus_nuts.py); fit_seed and "
                   "draws_seed are the seeds of the fit and of its compared draws.",
         "methods": "Per method: fits, failures, share of fits close to the reference (every mean within 0.1 sds "
                    "and every sd ratio 0.9-1.1), worst standardized mean error, median 1-Wasserstein, seconds and "
