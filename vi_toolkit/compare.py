@@ -8,10 +8,10 @@ import torch
 from scipy.stats import wasserstein_distance
 
 from .agreement import flatten, moment_agreement
-from .diagnostics import khat_verdict, psis_khat
+from .diagnostics import fit_verdict
 from .errors import DataError
 from .isolation import isolated
-from .posterior import DEFAULT_DRAWS, Posterior
+from .posterior import Posterior
 
 
 def _is_moments(value):
@@ -68,47 +68,63 @@ def _check_moments(moments):
 
 
 def method_draws(result, draws=None, seed=0):
-    """label -> 1-D draws of a posterior result (``pyro.deterministic`` sites included) or of a dict of
+    """site -> draws (n, *shape) of a posterior result (``pyro.deterministic`` sites included) or of a dict of
     draws (site or label -> array)."""
     if isinstance(result, dict):
-        site_draws = {name: np.asarray(v) for name, v in result.items()}
-    elif isinstance(result, Posterior):
-        site_draws = result.draws(draws, seed)
-    else:
-        raise DataError(
-            f"cannot compare a {type(result).__name__}: pass a posterior result (VIResult, MCMCResult, "
-            "vt.load_result(folder), ...) or a dict of draws"
-        )
-    return flatten(site_draws)
+        return {name: np.asarray(v) for name, v in result.items()}
+    if isinstance(result, Posterior):
+        return result.draws(draws, seed)
+    raise DataError(
+        f"cannot compare a {type(result).__name__}: pass a posterior result (VIResult, MCMCResult, "
+        "vt.load_result(folder), ...) or a dict of draws"
+    )
 
 
-def _weight_diagnostics(result, draws, seed):
-    """(ELBO, k-hat) from one set of importance log-weights, or NaNs where the result has no density."""
-    log_w = result.log_weights(draws or DEFAULT_DRAWS, seed) if isinstance(result, Posterior) else None
+WEIGHT_COLUMNS = ("elbo", "khat", "is_ess", "elbo_iwae_gap", "is_std_mean_error_max", "is_sd_ratio_min",
+                  "is_sd_ratio_max")
+
+
+def _weight_diagnostics(result, site_draws, seed):
+    """The ELBO, the verdict's numbers and the verdict in words from the importance log-weights of the draws
+    ``site_draws`` (``result.draws(n, seed)``), or NaNs and "" where the result has no density."""
+    n = len(next(iter(site_draws.values())))
+    log_w = result.log_weights(n, seed) if isinstance(result, Posterior) else None
     if log_w is None:
-        return math.nan, math.nan
-    return float(log_w.mean()), psis_khat(log_w)
+        return {**dict.fromkeys(WEIGHT_COLUMNS, math.nan), "verdict": ""}
+    verdict = fit_verdict(log_w, site_draws)
+    numbers = verdict.numbers
+    return {"elbo": float(log_w.mean()), "khat": numbers["khat"], "is_ess": numbers["is_ess"],
+            "elbo_iwae_gap": numbers["elbo_iwae_gap"],
+            "is_std_mean_error_max": numbers.get("is_std_mean_error", math.nan),
+            "is_sd_ratio_min": numbers["is_sd_ratio_min"], "is_sd_ratio_max": numbers["is_sd_ratio_max"],
+            "verdict": str(verdict)}
 
 
 def compare(results, reference, *, draws=None, seed=0, reference_draws=4000):
     """One row per method: seconds, standardized mean error |mean - ref_mean| / ref_sd (max and mean over
     parameters), sd ratio sd / ref_sd (min and max), 1-Wasserstein distance per marginal in reference sds
-    (W1(draws, ref draws) / ref_sd; max and mean), and for VI the ELBO and the PSIS k-hat (Yao et al. 2018)
-    with its verdict (< 0.5 good, 0.5-0.7 usable, > 0.7 do not trust).
+    (W1(draws, ref draws) / ref_sd; max and mean), and for a result with importance weights (VI) the ELBO and
+    the verdict of :func:`vi_toolkit.diagnostics.fit_verdict` on its draws and their weights, which needs no
+    reference: its numbers ``khat`` (PSIS k-hat), ``is_ess`` (importance-sampling ESS per draw),
+    ``elbo_iwae_gap`` (nats), ``is_std_mean_error_max`` and ``is_sd_ratio_min``/``_max`` (the importance-
+    weighted estimates of the two agreement columns, over all the result's parameters) and ``verdict``, in
+    words: "good", "usable" or "do not trust", then the checks that failed. Rows without weights (MCMC, draws)
+    have NaN there and an empty verdict.
 
     ``results``: label -> any posterior result (:class:`vi_toolkit.posterior.Posterior`) or dict of draws
     (site or label -> array). ``reference``: see :func:`reference_draws_and_moments`. The parameters compared
     are the reference's labels (0-based, as :func:`vi_toolkit.agreement.flatten` names them); record a
     transformed parameter in the model with ``pyro.deterministic`` to compare it. Each result gives
-    ``draws`` draws (None: its own, see the protocol) and, where it has a density, as many importance
-    weights, with ``seed``.
+    ``draws`` draws (None: its own, see the protocol) and, where it has a density, the log-weights of those
+    same draws (``log_weights(n, seed)`` weighs ``draws(n, seed)``), with ``seed``.
     """
     if not isinstance(results, dict) or not results:
         raise DataError("results must be a non-empty dict: label -> VI/MCMC result or dict of draws")
     ref_draws, ref_moments = reference_draws_and_moments(reference, reference_draws, seed)
     rows = []
     for label, result in results.items():
-        flat = method_draws(result, draws, seed)
+        site_draws = method_draws(result, draws, seed)
+        flat = flatten(site_draws)
         missing = sorted(set(ref_moments) - set(flat))
         if missing:
             raise DataError(
@@ -126,15 +142,10 @@ def compare(results, reference, *, draws=None, seed=0, reference_draws=4000):
             "sd_ratio_max": agreement.sd_ratio.max(),
             "w1_max": math.nan,
             "w1_mean": math.nan,
-            "elbo": math.nan,
-            "khat": math.nan,
-            "verdict": "",
         }
         if ref_draws is not None:
             w1 = [wasserstein_distance(flat[p], ref_draws[p]) / ref_moments[p][1] for p in ref_moments]
             row["w1_max"], row["w1_mean"] = float(np.max(w1)), float(np.mean(w1))
-        row["elbo"], row["khat"] = _weight_diagnostics(result, draws, seed)
-        if not math.isnan(row["khat"]):
-            row["verdict"] = khat_verdict(row["khat"])
+        row.update(_weight_diagnostics(result, site_draws, seed))
         rows.append(row)
     return pd.DataFrame(rows)
