@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pyro
 import pyro.distributions as dist
+import pytest
 import torch
 
 import vi_toolkit as vt
@@ -105,3 +106,13 @@ def test_a_model_that_runs_only_in_float32_fits_in_float32():
     assert result.info["dtype"] == "float32"
     torch.testing.assert_close(loc, covariance @ w.T @ y.double(), rtol=0, atol=1e-4)
     torch.testing.assert_close(fitted, covariance, rtol=0, atol=1e-4)
+
+
+def test_init_at_the_target_stays_there():
+    # q_0 = the target: a fixed point of every step (see above), so one step leaves it at round-off
+    result = vt.batch_and_match(mvn_model, MU, SIGMA, batch_size=2, steps=1, init=(MU, SIGMA))
+    loc, covariance = result.gaussian()
+    torch.testing.assert_close(loc, MU.double(), rtol=0, atol=1e-10)
+    torch.testing.assert_close(covariance, SIGMA.double(), rtol=0, atol=1e-10)
+    with pytest.raises(vt.ConfigError, match="init must be"):
+        vt.batch_and_match(mvn_model, MU, SIGMA, steps=1, init=(MU[:2], SIGMA))

@@ -16,7 +16,9 @@ target is a fixed point of every step for any batch, and for B > D the only one,
 (to floating point). Learning rate: the paper's schedules with lambda_0 = B D by default, decaying
 lambda_t = lambda_0 / (t + 1) (its choice for non-Gaussian targets, where a constant rate leaves the fit
 fluctuating at a noise floor) or constant lambda_t = lambda_0 (its choice for Gaussian targets, where it
-converges geometrically; ``decay=False``). q_0 = N(0, I).
+converges geometrically; ``decay=False``). q_0 = N(0, I), or a given Gaussian: BaM's steps shrink the
+covariance at once when q_0 lies far out in the target's tails, and then move the mean slowly (from N(0, I),
+posteriordb's earnings-earn_height in dollars, 6e4 sds away, is out of its reach in 200 steps).
 """
 
 import time
@@ -25,21 +27,22 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .errors import NumericalError
+from .errors import ConfigError, NumericalError
 from .problem import Problem
 from .unconstrained_gaussian import gaussian_result, log_density_and_score, target
 from .validate import positive, whole
 from .validate import seed as check_seed
 
 
-def batch_and_match(model, *args, batch_size=16, steps=200, learning_rate=None, decay=True, seed=0,
+def batch_and_match(model, *args, batch_size=16, steps=200, learning_rate=None, decay=True, init=None, seed=0,
                     progress=False, **model_kwargs):
     """Batch-and-match fit of ``model`` given ``*args, **model_kwargs`` (or a :class:`~vi_toolkit.Problem`):
     a :class:`~vi_toolkit.unconstrained_gaussian.GaussianResult` (``info["method"] == "batch-match"``).
 
     ``batch_size``: B draws (and scores) per step; ``steps``: T steps; ``learning_rate``: lambda_0 (None:
     B D, the paper's choice), ``decay``: lambda_t = lambda_0 / (t + 1), else lambda_0 at every step;
-    ``seed``: the draws' stream (numpy's generator). ``losses``: per step, the batch's estimate of the
+    ``init``: q_0 as (loc (D,), covariance (D, D)) in UnconstrainedModel coordinates (another fit's
+    ``gaussian()``, say), None for N(0, I); ``seed``: the draws' stream (numpy's generator). ``losses``: per step, the batch's estimate of the
     negative ELBO at q_t, -mean_b log p(z_b) - entropy(q_t); ``grad_evals`` = B T. NumericalError (with ``partial_result``, the Gaussian before the
     step) where a score is not finite; a smaller ``learning_rate`` takes smaller steps."""
     batch_size, steps = whole("batch_size", batch_size), whole("steps", steps)
@@ -50,7 +53,7 @@ def batch_and_match(model, *args, batch_size=16, steps=200, learning_rate=None, 
     with target(problem, seed) as density:
         dim = density.dim
         lambda_0 = batch_size * dim if learning_rate is None else positive("learning_rate", learning_rate)
-        mean, covariance = np.zeros(dim), np.eye(dim)
+        mean, covariance = _start(init, dim)
         losses = []
         for step in tqdm(range(steps), desc="batch-and-match", disable=not progress, leave=False):
             chol = np.linalg.cholesky(covariance)
@@ -67,6 +70,23 @@ def batch_and_match(model, *args, batch_size=16, steps=200, learning_rate=None, 
             losses.append(float(-log_p.mean() - entropy))
             mean, covariance = bam_step(mean, covariance, z, score, lambda_0 / (step + 1) if decay else lambda_0)
     return _result(problem, mean, covariance, losses, start, steps, batch_size, lambda_0, decay, seed, density)
+
+
+def _start(init, dim):
+    """(mean (D,), covariance (D, D)) of q_0 as float64 numpy: N(0, I) for ``init=None``, else ``init``
+    checked (ConfigError if it is no Gaussian of dimension D)."""
+    if init is None:
+        return np.zeros(dim), np.eye(dim)
+    try:
+        mean, covariance = (np.array(part, dtype=np.float64) for part in init)
+        np.linalg.cholesky(covariance)
+        ok = mean.shape == (dim,) and covariance.shape == (dim, dim) and np.isfinite(mean).all()
+    except (TypeError, ValueError, np.linalg.LinAlgError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"init must be (loc of shape ({dim},), a positive definite covariance ({dim}, {dim})) "
+                          "in the model's unconstrained coordinates, such as another fit's gaussian()")
+    return mean, covariance
 
 
 def bam_step(mean, covariance, z, score, lam):
