@@ -132,9 +132,10 @@ def _log_weights(density, q, u):
 def _lbfgs(density, u0, maxiter, maxcor, ftol, gtol):
     """L-BFGS (scipy's L-BFGS-B, unbounded) on f(u) = -log p(u) from u0: (iterates (L+1, D), gradients of f
     there (L+1, D), number of f-and-gradient evaluations, scipy's message)."""
-    evaluated = {}
+    evaluated, calls = {}, [0]
 
     def objective(x):
+        calls[0] += 1
         u = torch.as_tensor(x, dtype=torch.float64).reshape(1, -1).requires_grad_(True)
         f = -density(u).sum()
         (grad,) = torch.autograd.grad(f, u)
@@ -152,16 +153,17 @@ def _lbfgs(density, u0, maxiter, maxcor, ftol, gtol):
     result = minimize(objective, x0, jac=True, method="L-BFGS-B", callback=lambda x: path.append(x.copy()),
                       options={"maxiter": maxiter, "maxcor": maxcor, "ftol": ftol, "gtol": gtol})
     grads = [evaluated[x.tobytes()] if x.tobytes() in evaluated else objective(x)[1] for x in path]
-    return torch.as_tensor(np.array(path)), torch.as_tensor(np.array(grads)), len(evaluated), str(result.message)
+    return torch.as_tensor(np.array(path)), torch.as_tensor(np.array(grads)), calls[0], str(result.message)
 
 
 def _path(density, u0, maxiter, maxcor, num_elbo_draws, ftol, gtol):
     """One path (the paper's Algorithm 1): the Gaussian at each L-BFGS iterate l, N(u_l - Sigma_l g_l, Sigma_l)
     with g_l the gradient of -log p and Sigma_l the inverse-Hessian estimate from the last ``maxcor`` pairs
     that pass the curvature test, each with its ELBO from ``num_elbo_draws`` draws. Returns a dict: the best
-    Gaussian (``q``, ``loc``, ``cov``), ``elbo`` and ``elbos`` per iterate, ``evals`` (log-density evaluations:
-    L-BFGS's, with gradients, and the ELBO draws) and ``message``."""
-    xs, gs, evals, message = _lbfgs(density, u0, maxiter, maxcor, ftol, gtol)
+    Gaussian (``q``, ``loc``, ``cov``), ``elbo`` and ``elbos`` per iterate, ``lbfgs_evals`` (L-BFGS's
+    evaluations of log p and its gradient), ``evals`` (those and the ELBO draws' evaluations) and ``message``."""
+    xs, gs, lbfgs_evals, message = _lbfgs(density, u0, maxiter, maxcor, ftol, gtol)
+    evals = lbfgs_evals
     alpha, pairs = torch.ones(xs.shape[1], dtype=torch.float64), []
     best, elbos = None, []
     for l in range(len(xs)):
@@ -185,7 +187,8 @@ def _path(density, u0, maxiter, maxcor, num_elbo_draws, ftol, gtol):
     if best is None or not math.isfinite(best["elbo"]):
         raise NumericalError(f"no Gaussian along the L-BFGS path ({len(xs) - 1} iterations, {message}) has a "
                              "finite ELBO: the model's log density is not finite near its draws")
-    return {**best, "elbos": elbos, "evals": evals, "iterations": len(xs) - 1, "message": message}
+    return {**best, "elbos": elbos, "lbfgs_evals": lbfgs_evals, "evals": evals, "iterations": len(xs) - 1,
+            "message": message}
 
 
 def _guide(unconstrained, source, placements, max_plate_nesting):
@@ -222,7 +225,8 @@ class PathfinderResult:
     at the fit. ``log_weights(n, seed)`` are log p - log q at n fresh draws of q. ``losses``: -ELBO at each
     iterate of the best path. ``info``: ``method="pathfinder"``, ``khat`` (PSIS k-hat of the fit's importance
     weights), ``grad_evals`` (log-density evaluations: L-BFGS's with gradients, the ELBO draws and the
-    importance draws), ``num_paths``, ``elbo`` (best path), and per path ``elbos``, ``iterations``, ``messages``."""
+    importance draws, which need no gradient), ``lbfgs_evals`` (those with a gradient), ``num_paths``,
+    ``elbo`` (best path), and per path ``elbos``, ``iterations``, ``messages``."""
 
     def __init__(self, *, problem, density, paths, pool, seconds, info):
         self.problem, self._density, self._paths = problem, density, paths
@@ -319,6 +323,7 @@ def pathfinder(model, *args, num_paths=1, seed=0, progress=False, maxiter=1000, 
     info = {
         "khat": psis_khat(log_w),
         "grad_evals": sum(p["evals"] for p in paths) + len(u),
+        "lbfgs_evals": sum(p["lbfgs_evals"] for p in paths),
         "num_paths": num_paths,
         "elbo": max(p["elbo"] for p in paths),
         "elbos": [p["elbo"] for p in paths],
