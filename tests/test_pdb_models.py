@@ -14,6 +14,7 @@ from scipy.integrate import solve_ivp
 
 import vi_toolkit as vt
 from vi_toolkit import models
+from vi_toolkit.errors import DataError
 from vi_toolkit.isolation import isolated
 from vi_toolkit.log_weights import log_weights
 from vi_toolkit.models.pdb_garch import garch_variance
@@ -143,3 +144,18 @@ def test_translation_broadcasts_and_its_guide_covers_its_model(name):
     with isolated(0):
         log_w = log_weights(pair.model, pair.guide, args, {}, 8, problem.max_plate_nesting)
     assert log_w.shape == (8,) and torch.isfinite(log_w).all()
+
+
+@pytest.mark.parametrize("name,change,message", [
+    ("ark", {"T": 31}, "length T=31"),
+    ("garch11", {"sigma1": -1.0}, "sigma1"),
+    ("gp-pois-regr", {"k": [4, 9, 20, -1, 12, 3]}, "counts"),
+    ("hmm-example", {"K": 3}, "K = 2"),
+    ("hmm-drive-0", {"u": -np.ones(12)}, "non-negative"),
+    ("hmm-drive-1", {"tau": 0.0}, "tau and rho"),
+    ("lotka-volterra", {"ts": [1.0, 3.0, 2.0, 4.0]}, "increasing"),
+    ("one-comp", {"C_hat": [5.7, 0.0, 9.8]}, "positive"),
+])
+def test_bad_data_raise_data_errors_that_name_the_problem(name, change, message):
+    with pytest.raises(DataError, match=message):
+        posteriordb_args(models.get(name), {**small_data()[name], **change})
