@@ -121,7 +121,8 @@ def gaussian_result(problem, loc, covariance, *, method, losses, seconds, info, 
         structure = traces.inspect_pair(problem.model, guide, problem.args, problem.kwargs)
         vectorized = problem.broadcasts and traces.broadcasts(
             problem.model, guide, problem.args, problem.kwargs, 2, structure.max_plate_nesting)
-    info = {"method": method, "guide": "mvn", "objective": method, "threads": problem.threads, **info}
+    info = {"method": method, "guide": "mvn", "objective": method, "threads": problem.threads,
+            "grad_evals": int(grad_evals), **info}
     return GaussianResult(loc=loc, covariance=covariance, grad_evals=grad_evals, objective_se=objective_se,
                           problem=problem, guide=guide, structure=structure, vectorized=vectorized,
                           param_state=params, losses=losses, seconds=seconds, info=info)
