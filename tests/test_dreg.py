@@ -26,26 +26,27 @@ from vi_toolkit.objectives import Objective, make_elbo
 R, K = 4000, 50  # replicates, particles
 
 
-def model(x, subsample=None):
+def model(x, subsample=None, subsample_size=None):
     mu = pyro.param("mu", torch.zeros(len(x)))
-    with pyro.plate("data", len(x), subsample=subsample) as idx:
+    with pyro.plate("data", len(x), subsample=subsample, subsample_size=subsample_size) as idx:
         z = pyro.sample("z", dist.Normal(mu[idx], 1.0))
         pyro.sample("x", dist.Normal(z, 1.0), obs=x[idx])
 
 
-def guide(x, subsample=None):
+def guide(x, subsample=None, subsample_size=None):
     m = pyro.param("m", torch.zeros(len(x)))
     s = pyro.param("s", torch.ones(len(x)), constraint=constraints.positive)
-    with pyro.plate("data", len(x), subsample=subsample) as idx:
+    with pyro.plate("data", len(x), subsample=subsample, subsample_size=subsample_size) as idx:
         pyro.sample("z", dist.Normal(m[idx], s[idx]))
 
 
-def _run(elbo, x, m, s, seed, subsample=None):
-    """(loss, {mu, m, s: gradient per replicate (s unconstrained)}) of one call at mu = 0, guide N(m, s)."""
+def _run(elbo, x, m, s, seed, subsample=None, subsample_size=None):
+    """(loss, {mu, m, s: gradient per replicate (s unconstrained)}) of one call at mu = 0, guide N(m, s) (m and s
+    numbers, or tensors with one entry per data point)."""
     with isolated(seed, threads=1, params={"params": {}, "constraints": {}}):  # private stream, store, 1 thread
-        pyro.param("m", torch.full((len(x),), m))
-        pyro.param("s", torch.full((len(x),), s), constraint=constraints.positive)
-        loss = elbo.loss_and_grads(model, guide, x, subsample)
+        pyro.param("m", torch.as_tensor(m).expand(len(x)).clone())
+        pyro.param("s", torch.as_tensor(s).expand(len(x)).clone(), constraint=constraints.positive)
+        loss = elbo.loss_and_grads(model, guide, x, subsample, subsample_size)
         return loss, {name: p.unconstrained().grad.clone() for name, p in pyro.get_param_store().items()}
 
 
@@ -84,6 +85,20 @@ def test_mini_batch_bound_is_the_batch_bound_scaled_by_n_over_b():
     renyi, _ = _run(plain, x, 0.3, 0.8, 0, subsample=idx)
     assert math.isclose(scaled, 4 * batch, rel_tol=1e-6)
     assert not math.isclose(renyi, scaled, rel_tol=1e-3)
+
+
+def test_random_mini_batches_are_replayed_on_the_same_points():
+    """Guide at each point's exact posterior N(x_n / 2, 1/sqrt(2)) with random mini-batches (subsample_size=10 of
+    40): log w_n = log p(x_n) for every draw, so the DReG guide gradient is zero (float32: 1e-5) only if the
+    replayed guide and model take the mini-batch that was drawn, and the loss is -(N/B) sum_batch log p(x_n)."""
+    x = torch.linspace(-2.0, 2.0, 40)
+    for seed in range(3):
+        loss, grads = _run(_pair(7)[0], x, x / 2, 0.5**0.5, seed, subsample_size=10)
+        assert grads["m"].abs().max() < 1e-5 and grads["s"].abs().max() < 1e-5
+        batch = grads["mu"] != 0  # sum_i w~_in (mu_n - z_in): nonzero (almost surely) exactly on the batch
+        assert int(batch.sum()) == 10
+        log_p = dist.Normal(0.0, 2.0**0.5).log_prob(x[batch])
+        assert math.isclose(loss, -4 * float(log_p.sum()), rel_tol=1e-5)
 
 
 @pytest.fixture(scope="module")
