@@ -8,6 +8,8 @@ paper's symmetry test misses and the uniformity test flags.
 """
 
 import numpy as np
+import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 
@@ -84,12 +86,38 @@ def test_default_refit_with_fit_vi_matches_the_exact_posterior_where_mean_field_
 def test_seeds_are_private_and_reproducible(runs):
     """Simulation s runs on the s-th seed spawned from ``seed``: a shorter run repeats the first simulations
     exactly; another seed gives other simulations; the caller's stream is untouched."""
-    state = torch.get_rng_state()
+    state, np_state = torch.get_rng_state(), np.random.get_state()
     again = vt.vsbc(PAIR.model, X, Y, fit=exact, n_sims=20, seed=0, progress=False)
-    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(torch.get_rng_state(), state) and np.array_equal(np.random.get_state()[1], np_state[1])
     assert again.p.equals(runs["exact"].p.iloc[:20]) and again.truth.equals(runs["exact"].truth.iloc[:20])
     other = vt.vsbc(PAIR.model, X, Y, fit=exact, n_sims=20, seed=1, progress=False)
     assert not np.allclose(other.truth.to_numpy(), again.truth.to_numpy())
+
+
+def _normal_mean(y, copy):
+    """mu ~ N(0, 1), y ~ N(mu, 1) i.i.d.; ``copy``: the observed value is a new tensor (obs=y + 0), not the
+    argument itself."""
+    mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+    with pyro.plate("data", len(y)):
+        pyro.sample("y", dist.Normal(mu, 1.0), obs=y + 0.0 if copy else y)
+
+
+def _exact_normal_mean(model, y, copy, seed):
+    """Exact posterior N(sum y / (n + 1), 1 / sqrt(n + 1)), reading y from the model's own trace (the
+    simulated values, whether they came as the argument or by conditioning)."""
+    observed = pyro.poutine.trace(model).get_trace(y, copy).nodes["y"]["value"]
+    n = len(observed)
+    return {"mu": dist.Normal(observed.sum() / (n + 1), (n + 1) ** -0.5).sample((1000,))}
+
+
+def test_observed_sites_that_are_not_an_argument_are_conditioned():
+    """obs=y + 0 is not the argument y: vsbc conditions the model on the simulated values instead of replacing
+    the argument, and the simulations and p values equal those of obs=y (the same seeds draw the same data)."""
+    y = torch.zeros(5)
+    direct = vt.vsbc(_normal_mean, y, False, fit=_exact_normal_mean, n_sims=20, seed=2, progress=False)
+    conditioned = vt.vsbc(_normal_mean, y, True, fit=_exact_normal_mean, n_sims=20, seed=2, progress=False)
+    assert direct.truth.equals(conditioned.truth) and direct.p.equals(conditioned.p)
+    assert direct.p["mu"].nunique() > 15  # the data varied between simulations
 
 
 def test_figure_has_one_labelled_histogram_per_parameter(runs):
