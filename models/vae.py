@@ -14,9 +14,15 @@ KL(q(z|x) || p(z)) in closed form; ``"renyi"`` with alpha=0 and k particles is t
 on another mini-batch.) With ``warmup_steps`` the model refuses to be JIT-traced (the counter would freeze), so
 fit_vi trains it with the plain ELBO.
 
-Decoders: ``bernoulli`` (binary pixels), ``cbernoulli`` (continuous Bernoulli, pixels in [0, 1]), ``gaussian``
-(fixed scale ``decoder_scale``: the squared-error loss) and ``gaussian-learned`` (a learned scale per pixel, or
-one ``shared`` by all pixels of an image). Gaussian decoders have a linear mean.
+Decoders: ``bernoulli`` (binary pixels), ``bce`` (the binary cross-entropy on pixels in [0, 1], as commonly
+used: the continuous Bernoulli without its normalizer, so *not* a density; :meth:`VAE.as_density` gives the
+density it stands for), ``cbernoulli`` (continuous Bernoulli, pixels in [0, 1]), ``gaussian`` (fixed scale
+``decoder_scale``: the squared-error loss) and ``gaussian-learned`` (a learned scale per pixel, or one ``shared``
+by all pixels of an image). Gaussian decoders have a linear mean.
+
+Posterior collapse: :meth:`VAE.latent_usage` measures each latent unit's activity A_d = Cov_x(E_q[z_d | x])
+(a unit is active when A_d > 0.01, Burda et al. 2016) and its mean KL(q(z_d|x) || p(z_d)); a VAE with no
+active unit ignores its input and decodes (nearly) the same image for every x.
 
 ``beta`` weights the KL term (beta-VAE); ``warmup_steps`` > 0 ramps that weight linearly from beta/warmup_steps
 to beta over the first ``warmup_steps`` model calls. The weight is a ``poutine.scale`` on the ``z`` site of
@@ -27,7 +33,9 @@ as ``vae_step`` so that fit_vi's checkpoints carry it; during the warm-up the re
 it and the model, replayed on the guide's plate indices (the same tensor object), reuses that draw.
 """
 
+import copy
 import math
+from dataclasses import dataclass
 
 import pyro
 import pyro.distributions as dist
@@ -42,7 +50,8 @@ from vi_toolkit.isolation import isolated
 from vi_toolkit.pairs import ModelPair
 from vi_toolkit.validate import positive, whole
 
-DECODERS = ("bernoulli", "cbernoulli", "gaussian", "gaussian-learned")
+DECODERS = ("bernoulli", "bce", "cbernoulli", "gaussian", "gaussian-learned")
+ACTIVE_THRESHOLD = 0.01  # a latent unit is active when Cov_x(E_q[z_d|x]) exceeds this (Burda et al. 2016)
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "softplus": nn.Softplus}
 STEP_PARAM = "vae_step"
 
@@ -89,6 +98,51 @@ class Encoder(nn.Module):
         return loc, nn.functional.softplus(raw) + 1e-4
 
 
+class CrossEntropy(dist.ContinuousBernoulli):
+    """log "p"(x) = x log lambda + (1 - x) log(1 - lambda), x in [0, 1]: minus the binary cross-entropy. The
+    continuous Bernoulli's log density without its normalizer log C(lambda) >= log 2, so it integrates to
+    1 / C(lambda) <= 1/2 over [0, 1]: a loss, not a density."""
+
+    def log_prob(self, value):
+        return super().log_prob(value) - self._cont_bern_log_norm()
+
+
+@dataclass(frozen=True)
+class LatentUsage:
+    """Per latent unit d: ``activity`` A_d = Cov_x(E_q[z_d|x]), ``kl`` = mean over x of KL(q(z_d|x) || N(0, 1))
+    in nats, ``active`` = A_d > ``threshold``."""
+
+    activity: torch.Tensor
+    kl: torch.Tensor
+    threshold: float
+
+    @property
+    def active(self):
+        return self.activity > self.threshold
+
+    @property
+    def n_active(self):
+        return int(self.active.sum())
+
+    @property
+    def status(self):
+        """"collapsed" (no active unit), "partly collapsed" (fewer than max(2, K/4) of K) or "ok"."""
+        if self.n_active == 0:
+            return "collapsed"
+        return "partly collapsed" if self.n_active < max(2, len(self.activity) // 4) else "ok"
+
+    def sentence(self):
+        """"k of K latent units active (...)", with a warning when few or none are."""
+        text = (f"{self.n_active} of {len(self.activity)} latent units active (Cov_x E[z_d|x] > {self.threshold:g}); "
+                f"KL per unit {', '.join(f'{v:.2f}' for v in self.kl.tolist())} nats")
+        if self.status == "collapsed":
+            text += (". WARNING: posterior collapse: no latent unit carries information about x, so every image "
+                     "decodes to about the same picture")
+        elif self.status == "partly collapsed":
+            text += f". WARNING: partial posterior collapse: only {self.n_active} unit(s) carry information about x"
+        return text
+
+
 class Decoder(nn.Module):
     """p(x|z) with ``likelihood`` one of :data:`DECODERS`, independent over pixels (event dim 1)."""
 
@@ -104,6 +158,8 @@ class Decoder(nn.Module):
         out = self.net(z)
         if self.likelihood == "bernoulli":
             return dist.Bernoulli(logits=out).to_event(1)
+        if self.likelihood == "bce":
+            return CrossEntropy(logits=out, validate_args=False).to_event(1)
         if self.likelihood == "cbernoulli":
             return dist.ContinuousBernoulli(logits=out).to_event(1)
         scale = self.log_scale.exp() if self.likelihood == "gaussian-learned" else torch.tensor(self.scale)
@@ -159,7 +215,7 @@ class VAE(ModelPair, nn.Module):
             raise DataError(f"x must have shape (N, {self.x_dim}) with N >= 1, got {tuple(x.shape)}")
         if not torch.isfinite(x).all():
             raise DataError("x holds NaN or infinite values")
-        if self.likelihood in ("bernoulli", "cbernoulli") and (x.min() < 0 or x.max() > 1):
+        if self.likelihood in ("bernoulli", "bce", "cbernoulli") and (x.min() < 0 or x.max() > 1):
             raise DataError(f"the {self.likelihood} decoder needs pixels in [0, 1]; scale the data first")
         if self.likelihood == "bernoulli" and not self.binarize and not ((x == 0) | (x == 1)).all():
             raise DataError("the bernoulli decoder needs binary pixels: pass binarize=True "
@@ -224,6 +280,26 @@ class VAE(ModelPair, nn.Module):
         z = q.rsample((n,))
         return self.prior().log_prob(z) + self.decode(z).log_prob(x) - q.log_prob(z)
 
+    def kl(self, x, n=None):
+        """KL(q(z|x) || p(z)) per row of x: in closed form (``n`` None), or its Monte Carlo estimate
+        mean_i [log q(z_i|x) - log p(z_i)], z_i ~ q(z|x) reparameterized, from ``n`` draws."""
+        q = self.encode(x)
+        if n is None:
+            return torch.distributions.kl_divergence(q, self.prior())
+        z = q.rsample((n,))
+        return (q.log_prob(z) - self.prior().log_prob(z)).mean(0)
+
+    def elbo(self, x, kl="analytic"):
+        """One-draw ELBO per row: log p(x|z) - KL(q||p), z ~ q(z|x), with the KL in closed form
+        (``kl="analytic"``) or from the same draw z (``kl="monte-carlo"``: log p(z) - log q(z|x))."""
+        q = self.encode(x)
+        z = q.rsample()
+        if kl == "analytic":
+            return self.decode(z).log_prob(x) - torch.distributions.kl_divergence(q, self.prior())
+        if kl == "monte-carlo":
+            return self.decode(z).log_prob(x) + self.prior().log_prob(z) - q.log_prob(z)
+        raise ConfigError(f"kl must be 'analytic' or 'monte-carlo', got {kl!r}")
+
     @torch.no_grad()
     def exact_log_likelihood(self, x):
         """log p(x_n) = log N(x_n; b, V V^T + diag(s^2)) per row, exact for a linear-Gaussian decoder
@@ -253,3 +329,25 @@ class VAE(ModelPair, nn.Module):
     def reconstruct(self, x):
         """E[x | z = encoder mean of x]."""
         return self.mean(self.encoder(x)[0])
+
+    @torch.no_grad()
+    def reconstruction_ratio(self, x, reference):
+        """sum_n ||x_n - reconstruct(x_n)||^2 / sum_n ||x_n - reference||^2: the squared reconstruction error
+        relative to that of predicting the image ``reference`` (e.g. the training mean) for every x; near 1 for
+        a collapsed VAE."""
+        return float(((x - self.reconstruct(x)) ** 2).sum() / ((x - reference) ** 2).sum())
+
+    @torch.no_grad()
+    def latent_usage(self, x, threshold=ACTIVE_THRESHOLD):
+        """A_d = Cov_x(E_q[z_d|x]) and mean_x KL(q(z_d|x) || N(0, 1)) per unit d over the rows of ``x``."""
+        loc, scale = self.encoder(x)
+        kl = torch.distributions.kl_divergence(dist.Normal(loc, scale), dist.Normal(0.0, 1.0)).mean(0)
+        return LatentUsage(loc.var(0), kl, threshold)
+
+    def as_density(self):
+        """A copy whose decoder is a density on the data: a ``bce`` decoder becomes the continuous Bernoulli
+        with the same logits (its normalized form); any other VAE is returned as a copy unchanged."""
+        out = copy.deepcopy(self)
+        if out.likelihood == "bce":
+            out.likelihood = out.decoder.likelihood = "cbernoulli"
+        return out
