@@ -33,6 +33,7 @@ from .errors import ConfigError
 from .posterior import Posterior
 from .problem import Problem
 from .validate import between, seed as check_seed, whole
+from .vi import fit_vi
 
 
 @dataclass
@@ -79,12 +80,12 @@ def _param_names(site, shape):
     return [f"{site}[{','.join(map(str, index))}]" for index in np.ndindex(*shape)]
 
 
-def _simulate(problem, seed):
-    """One draw of (theta, y) from the prior of ``problem`` (a :class:`vi_toolkit.problem.Problem`): (true latent values {site: array}, arguments with the observed data
+def _simulate(problem):
+    """One draw of (theta, y) from the prior of ``problem`` (a :class:`vi_toolkit.problem.Problem`), on the
+    current random stream: (true latent values {site: array}, arguments with the observed data
     replaced by the simulated data, keyword arguments likewise, the model conditioned on the simulated values of
     observed sites that are not passed as an argument as such, e.g. ``obs=y[idx]``)."""
-    with problem.isolated(seed, params={"params": {}, "constraints": {}}):  # parameters stay out of the store
-        trace = poutine.trace(poutine.uncondition(problem.model)).get_trace(*problem.args, **problem.kwargs)
+    trace = poutine.trace(poutine.uncondition(problem.model)).get_trace(*problem.args, **problem.kwargs)
     args, kwargs, unmatched, truth = list(problem.args), dict(problem.kwargs), {}, {}
     for name, site in trace.nodes.items():
         if site["type"] != "sample" or site_is_subsample(site) or site["infer"].get("_deterministic"):
@@ -174,7 +175,6 @@ def vsbc(model, *args, fit_settings=None, fit=None, n_sims=100, draws=1000, seed
             raise ConfigError("fit_settings must not set seed or progress: vsbc gives each simulation its own seed "
                               "and shows one progress bar (progress=)")
         guide = settings.pop("guide", "normal")
-        from .vi import fit_vi
 
         def fit(model, *args, seed, **kwargs):
             return fit_vi(model, guide, *args, seed=seed, progress=False, **settings, **kwargs)
@@ -187,8 +187,10 @@ def vsbc(model, *args, fit_settings=None, fit=None, n_sims=100, draws=1000, seed
     ps, truths = [], []
     for child in tqdm(children, desc="VSBC simulations", disable=not progress):
         sim_seed, fit_seed, draw_seed = (int(s) for s in child.generate_state(3) % 2**31)
-        truth, sim_args, sim_kwargs, fitted = _simulate(problem, sim_seed)
-        with problem.isolated(fit_seed):  # a callable that draws on the global stream leaves the caller's alone
+        # simulation and fit on the simulation's own stream and a scratch parameter store: the caller's are
+        # untouched, also by a fit callable that draws on the global stream or creates parameters
+        with problem.isolated(sim_seed, params={"params": {}, "constraints": {}}):
+            truth, sim_args, sim_kwargs, fitted = _simulate(problem)
             result = fit(fitted, *sim_args, seed=fit_seed, **sim_kwargs)
             sample = result.draws(draws, seed=draw_seed) if isinstance(result, Posterior) else result
         ps.append(_p_values(sample, truth))
