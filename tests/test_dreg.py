@@ -169,6 +169,39 @@ def test_autoguide_with_delta_sites_has_zero_gradient_at_the_exact_posterior():
     assert grads.abs().max() < 1e-5
 
 
+def _chain_model(x):
+    z1 = pyro.sample("z1", dist.Normal(0.0, 1.0))
+    z2 = pyro.sample("z2", dist.Normal(z1, 1.0))
+    pyro.sample("x", dist.Normal(z2, 1.0), obs=x)
+
+
+def _chain_guide(x):
+    a, b, c = (pyro.param(name, torch.tensor(0.0)) for name in "abc")
+    s1 = pyro.param("s1", torch.tensor(1.0), constraint=constraints.positive)
+    s2 = pyro.param("s2", torch.tensor(1.0), constraint=constraints.positive)
+    z1 = pyro.sample("z1", dist.Normal(a, s1))
+    pyro.sample("z2", dist.Normal(b + c * z1, s2))
+
+
+def test_hierarchical_guide_has_zero_gradient_at_the_exact_posterior():
+    """z1 ~ N(0, 1), z2 ~ N(z1, 1), x ~ N(z2, 1) with the guide q(z1) q(z2 | z1) at the exact posterior
+    p(z1 | x) = N(x/3, sqrt(2/3)), p(z2 | z1, x) = N((z1 + x)/2, 1/sqrt(2)): every guide gradient is zero
+    (float32: 1e-5) only if log q(z2 | z1) is differentiated in z1 too (the guide is replayed on the detached
+    draws), and the loss is -log p(x) = -log N(x; 0, sqrt(3))."""
+    x = torch.tensor(1.2)
+    exact = {"a": x / 3, "b": x / 2, "c": torch.tensor(0.5), "s1": torch.tensor(2 / 3).sqrt(),
+             "s2": torch.tensor(0.5).sqrt()}
+    with isolated(0, threads=1, params={"params": {}, "constraints": {}}):
+        _chain_guide(x)
+        store = pyro.get_param_store()
+        for name, value in exact.items():
+            store[name].unconstrained().data.copy_(transform_to(store._constraints[name]).inv(value))
+        loss = _pair(20)[0].loss_and_grads(_chain_model, _chain_guide, x)
+        grads = torch.stack([p.unconstrained().grad for _, p in store.items()])
+    assert math.isclose(loss, -float(dist.Normal(0.0, 3**0.5).log_prob(x)), rel_tol=1e-5)
+    assert grads.abs().max() < 1e-5
+
+
 def test_vae_networks_get_iwae_and_dreg_gradients():
     """The VAE pair (networks called directly, registered with pyro.module), whole data set per step: the loss
     and the decoder's gradients equal RenyiELBO's on the same draws; the encoder's differ (DReG)."""
