@@ -103,6 +103,11 @@ class CrossEntropy(dist.ContinuousBernoulli):
     continuous Bernoulli's log density without its normalizer log C(lambda) >= log 2, so it integrates to
     1 / C(lambda) <= 1/2 over [0, 1]: a loss, not a density."""
 
+    @property
+    def mean(self):
+        """lambda, the prediction the cross-entropy is minimized by (not the continuous Bernoulli's mean)."""
+        return self.probs
+
     def log_prob(self, value):
         return super().log_prob(value) - self._cont_bern_log_norm()
 
