@@ -57,7 +57,7 @@ def run_case(case, seed, draws):
 
 CASES = (
     [gaussian_case(f"exact {d}-D", d) for d in (1, 10)]
-    + [gaussian_case(f"near-exact {d}-D (jitter 0.02)", d, jitter=0.02) for d in (1, 10, 50)]
+    + [gaussian_case(f"near-exact {d}-D (jitter {j})", d, jitter=j) for j in (0.02, 0.05) for d in (1, 10, 50)]
     + [gaussian_case(f"sd x{r} {d}-D", d, ratio=r) for d in (1, 10) for r in
        (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.05, 1.1, 1.2, 1.3, 1.5, 2.0, 3.0)]
     + [gaussian_case(f"sd x{r} one of 10", 10, ratio=r, coordinates="one") for r in (0.6, 0.7, 0.8, 1.2, 1.3, 1.5)]
