@@ -82,20 +82,37 @@ def _register(name, module):
 
 
 class Encoder(nn.Module):
-    """q(z|x) = Normal(loc(x), scale(x)), scale = softplus(.) + 1e-4 learned, or a fixed constant."""
+    """q(z|x) = Normal(loc(x), scale(x)), scale = softplus(.) + 1e-4 learned, or a fixed constant; or (``full``)
+    MultivariateNormal(loc(x), L(x) L(x)^T), L lower triangular with diagonal softplus(.) + 1e-4: then the
+    second output is L."""
 
-    def __init__(self, x_dim, z_dim, hidden, activation, fixed_scale=None):
+    def __init__(self, x_dim, z_dim, hidden, activation, fixed_scale=None, full=False):
         super().__init__()
         self.z_dim = z_dim
         self.fixed_scale = fixed_scale
-        self.net = mlp((x_dim, *hidden, z_dim if fixed_scale else 2 * z_dim), activation)
+        self.full = full
+        outputs = z_dim if fixed_scale else 2 * z_dim + (z_dim * (z_dim - 1) // 2 if full else 0)
+        self.net = mlp((x_dim, *hidden, outputs), activation)
 
     def forward(self, x):
         out = self.net(x)
         if self.fixed_scale:
             return out, torch.full_like(out, self.fixed_scale)
-        loc, raw = out.split(self.z_dim, dim=-1)
-        return loc, nn.functional.softplus(raw) + 1e-4
+        loc, raw, lower = out.split([self.z_dim, self.z_dim, out.shape[-1] - 2 * self.z_dim], dim=-1)
+        scale = nn.functional.softplus(raw) + 1e-4
+        if not self.full:
+            return loc, scale
+        rows, cols = torch.tril_indices(self.z_dim, self.z_dim, offset=-1)
+        tril = torch.diag_embed(scale)
+        tril[..., rows, cols] = lower
+        return loc, tril
+
+    def distribution(self, x):
+        """q(z|x): event shape (z_dim,), batch shape that of the rows of x."""
+        loc, scale = self(x)
+        if self.full:
+            return dist.MultivariateNormal(loc, scale_tril=scale)
+        return dist.Normal(loc, scale).to_event(1)
 
 
 class CrossEntropy(dist.ContinuousBernoulli):
@@ -148,6 +165,21 @@ class LatentUsage:
         return text
 
 
+def _kl_to_standard_normal(q):
+    """KL(q || N(0, I)) in closed form for a diagonal Normal or a MultivariateNormal q."""
+    if isinstance(q, dist.MultivariateNormal):
+        eye = torch.eye(q.event_shape[0])
+        return torch.distributions.kl_divergence(q, dist.MultivariateNormal(torch.zeros_like(q.loc), scale_tril=eye))
+    return torch.distributions.kl_divergence(q, dist.Normal(torch.zeros_like(q.mean), 1.0).to_event(1))
+
+
+def gaussian_total_correlation(cov):
+    """TC = KL(N(0, S) || prod_d N(0, S_dd)) = (sum_d log S_dd - log det S) / 2: the total correlation of the
+    Gaussian with covariance ``cov`` (0 when S is diagonal)."""
+    cov = torch.as_tensor(cov)
+    return float((torch.log(torch.diagonal(cov)).sum() - torch.logdet(cov)) / 2)
+
+
 class Decoder(nn.Module):
     """p(x|z) with ``likelihood`` one of :data:`DECODERS`, independent over pixels (event dim 1)."""
 
@@ -178,15 +210,16 @@ class VAE(ModelPair, nn.Module):
     ``x_dim`` pixels, ``z_dim`` latents, MLP ``hidden`` sizes with ``activation`` (encoder and decoder
     mirrored), ``decoder`` one of :data:`DECODERS` with ``decoder_scale`` (fixed scale, or the initial one when
     learned) and ``decoder_variance`` ("pixel" or "shared"), ``encoder_scale`` None (learned) or a fixed
-    positive constant, ``beta`` and ``warmup_steps`` (see the module docstring), ``batch_size`` rows per
+    positive constant, ``encoder_covariance`` "diagonal" or "full" (a learned lower-triangular scale; KL by
+    Monte Carlo or :meth:`kl`, not Pyro's ``elbo-analytic``), ``beta`` and ``warmup_steps`` (see the module docstring), ``batch_size`` rows per
     step, ``binarize`` (dynamic binarization), ``seed`` for the initial weights.
     """
 
     description = "Variational autoencoder: MLP decoder p(x|z), amortized MLP encoder q(z|x), mini-batches"
 
     def __init__(self, x_dim, z_dim=8, hidden=(200, 200), activation="tanh", decoder="bernoulli",
-                 decoder_scale=0.1, decoder_variance="pixel", encoder_scale=None, beta=1.0, warmup_steps=0,
-                 batch_size=100, binarize=False, seed=0):
+                 decoder_scale=0.1, decoder_variance="pixel", encoder_scale=None, encoder_covariance="diagonal",
+                 beta=1.0, warmup_steps=0, batch_size=100, binarize=False, seed=0):
         nn.Module.__init__(self)
         self.x_dim, self.z_dim = whole("x_dim", x_dim), whole("z_dim", z_dim)
         hidden = tuple(hidden)
@@ -206,9 +239,12 @@ class VAE(ModelPair, nn.Module):
         if self.binarize and decoder != "bernoulli":
             raise ConfigError(f"binarize=True is for the bernoulli decoder, not {decoder!r}")
         fixed = None if encoder_scale is None else positive("encoder_scale", encoder_scale)
+        if encoder_covariance not in ("diagonal", "full") or (fixed and encoder_covariance == "full"):
+            raise ConfigError(f"encoder_covariance must be 'diagonal' or 'full' (a learned one, without encoder_scale), "
+                              f"got {encoder_covariance!r}")
         scale = positive("decoder_scale", decoder_scale)
         with isolated(seed):  # the initial weights come from ``seed``; the caller's stream is left as it was
-            self.encoder = Encoder(self.x_dim, self.z_dim, hidden, activation, fixed)
+            self.encoder = Encoder(self.x_dim, self.z_dim, hidden, activation, fixed, encoder_covariance == "full")
             self.decoder = Decoder(self.x_dim, self.z_dim, hidden[::-1], activation, decoder, scale, decoder_variance)
         self._batch = (None, None)  # (plate indices, binarized batch) of the current step
 
@@ -265,15 +301,15 @@ class VAE(ModelPair, nn.Module):
         _register("encoder", self.encoder)
         weight = self._kl_weight(advance=False)
         with pyro.plate("data", len(x), subsample_size=min(self.batch_size, len(x))) as idx:
-            loc, scale = self.encoder(self._minibatch(x, idx))
+            q = self.encoder.distribution(self._minibatch(x, idx))
             with poutine.scale(scale=weight):
-                pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+                pyro.sample("z", q)
 
     # --- evaluation, on the networks directly -----------------------------------------------------------
     def encode(self, x):
-        """q(z|x) for rows x (B, x_dim): a Normal with batch shape (B,) and event shape (z_dim,)."""
-        loc, scale = self.encoder(x)
-        return dist.Normal(loc, scale).to_event(1)
+        """q(z|x) for rows x (B, x_dim): batch shape (B,), event shape (z_dim,); a diagonal Normal, or a
+        MultivariateNormal for ``encoder_covariance="full"``."""
+        return self.encoder.distribution(x)
 
     def decode(self, z):
         """p(x|z) for latents z (..., z_dim)."""
@@ -290,7 +326,7 @@ class VAE(ModelPair, nn.Module):
         mean_i [log q(z_i|x) - log p(z_i)], z_i ~ q(z|x) reparameterized, from ``n`` draws."""
         q = self.encode(x)
         if n is None:
-            return torch.distributions.kl_divergence(q, self.prior())
+            return _kl_to_standard_normal(q)
         z = q.rsample((n,))
         return (q.log_prob(z) - self.prior().log_prob(z)).mean(0)
 
@@ -300,7 +336,7 @@ class VAE(ModelPair, nn.Module):
         q = self.encode(x)
         z = q.rsample()
         if kl == "analytic":
-            return self.decode(z).log_prob(x) - torch.distributions.kl_divergence(q, self.prior())
+            return self.decode(z).log_prob(x) - _kl_to_standard_normal(q)
         if kl == "monte-carlo":
             return self.decode(z).log_prob(x) + self.prior().log_prob(z) - q.log_prob(z)
         raise ConfigError(f"kl must be 'analytic' or 'monte-carlo', got {kl!r}")
@@ -345,9 +381,17 @@ class VAE(ModelPair, nn.Module):
     @torch.no_grad()
     def latent_usage(self, x, threshold=ACTIVE_THRESHOLD):
         """A_d = Cov_x(E_q[z_d|x]) and mean_x KL(q(z_d|x) || N(0, 1)) per unit d over the rows of ``x``."""
-        loc, scale = self.encoder(x)
-        kl = torch.distributions.kl_divergence(dist.Normal(loc, scale), dist.Normal(0.0, 1.0)).mean(0)
-        return LatentUsage(loc.var(0), kl, threshold)
+        q = self.encode(x)
+        marginal = dist.Normal(q.mean, q.variance.sqrt())  # q(z_d|x), also for a full-covariance encoder
+        kl = torch.distributions.kl_divergence(marginal, dist.Normal(0.0, 1.0)).mean(0)
+        return LatentUsage(q.mean.var(0), kl, threshold)
+
+    @torch.no_grad()
+    def aggregate_covariance(self, x):
+        """Cov of the aggregate posterior q(z) = (1/N) sum_n q(z|x_n): Cov_n(E[z|x_n]) + mean_n Cov(z|x_n)."""
+        q = self.encode(x)
+        within = q.covariance_matrix if isinstance(q, dist.MultivariateNormal) else torch.diag_embed(q.variance)
+        return torch.cov(q.mean.T, correction=0) + within.mean(0)
 
     def as_density(self):
         """A copy whose decoder is a density on the data: a ``bce`` decoder becomes the continuous Bernoulli
