@@ -217,7 +217,10 @@ def _run(config, folder, seed):
     return (
         "Q1 (BCE or MSE?): test log-likelihood in bits per dimension (dequantized digits, lower is better): "
         + ", ".join(f"{r.decoder} {r.bits_per_dim:.3f}" for r in table.itertuples())
-        + f"; best: {best.decoder}. Reconstruction error relative to the mean image: "
+        + f"; best: {best.decoder}"
+        + ("" if best.collapse == "ok" else f" although {best.collapse} (the density of the mostly blank pixels "
+           "outweighs what the code adds: a likelihood can rank a model that ignores z first)")
+        + ". Reconstruction error relative to the mean image: "
         + ", ".join(f"{r.decoder} {r.reconstruction_ratio:.2f} ({r.active_units} of {config.z_dim} units active"
                     + ("" if r.collapse == "ok" else f": {r.collapse}") + ")" for r in table.itertuples())
         + f". The decoder's loss scale sets what the same KL costs: the squared error with scale "
