@@ -44,7 +44,8 @@ LEVELS = ("good", "usable", "do not trust")
 
 def _psis(log_weights):
     """(PSIS-smoothed log-weights, normalized to log-sum-exp 0, in the input's order; k-hat): ``az.psislw``
-    with r_eff = 1 and the toolkit's two limits (see :func:`psis_khat`), where the raw weights are kept."""
+    with r_eff = 1 and the toolkit's two limits (see :func:`psis_khat`), where the raw weights are kept, as
+    they are where ArviZ's smoothing gives NaN (a tail of a few tied values, e.g. float32-rounded weights)."""
     log_weights = torch.as_tensor(log_weights, dtype=torch.float64)
     if log_weights.dim() != 1 or len(log_weights) < MIN_DRAWS or torch.isnan(log_weights).any():
         raise DataError(
@@ -57,12 +58,13 @@ def _psis(log_weights):
     cutoff_index = -int(math.ceil(min(0.2 * n, 3.0 * math.sqrt(n)))) - 1
     smallest = math.log(1.0e-15)
     cutoff = max(smallest, float(ordered[cutoff_index]))
+    raw = (shifted - torch.logsumexp(shifted, 0)).numpy()
     if int((ordered > cutoff).sum()) < 10:
-        return (shifted - torch.logsumexp(shifted, 0)).numpy(), (math.inf if cutoff == smallest else -math.inf)
+        return raw, (math.inf if cutoff == smallest else -math.inf)
     with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore")  # ArviZ warns of k > 0.7 (the verdict says so) and of overflow in exp
         smoothed, k = az.psislw(shifted.numpy().copy(), reff=1.0)
-    return smoothed, float(k)
+    return (smoothed if np.isfinite(smoothed).all() else raw), float(k)
 
 
 def psis_khat(log_weights):
