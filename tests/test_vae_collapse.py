@@ -33,11 +33,11 @@ def demo():
 
 
 def test_the_demo_settings_give_a_vae_that_reconstructs(demo):
-    """Half the demo's training: the squared reconstruction error of the 450 test images is below 0.7 of that
-    of predicting the mean training image for every image (measured 0.xx; a collapsed VAE, as the old demo
-    settings gave, sits at 0.9-1.0), the reconstructions differ from image to image (their spread over images
-    is more than a third of the test images' own spread; 0 for a collapsed VAE) and at least two latent units
-    are active (Cov_x E[z_d|x] > 0.01)."""
+    """Half the demo's training: the squared reconstruction error summed over the 450 test images is below 0.7 of
+    that of predicting the mean training image for each (measured 0.58 at seed 0; 0.75 after 14 epochs, 0.87
+    after 10; the old demo settings gave 0.90, a collapsed VAE sits at 0.9-1.0), the reconstructions differ
+    from image to image (their spread over images is more than a third of the test images' own spread,
+    measured 0.54; 0 for a collapsed VAE) and at least two latent units are active (Cov_x E[z_d|x] > 0.01)."""
     data, config = demo
     vae = _train(data, config, EPOCHS)
     x = data.test_x
