@@ -104,12 +104,12 @@ def _pixel_figure(table):
     fig = Figure(figsize=(11, 3.8))
     axes = fig.subplots(1, table.loss.nunique())
     for ax, (name, part) in zip(axes, table.groupby("loss", sort=False)):
-        for t, curve in part.groupby("target"):
+        for i, (t, curve) in enumerate(part.groupby("target")):
             line, = ax.plot(curve.predicted, curve.nats, label=f"target {t:g}")
             best = curve.nats.idxmin()
             ax.plot(curve.predicted[best], curve.nats[best], "o", color=line.get_color())
-            ax.annotate(f"{curve.nats[best]:.3f} at {curve.predicted[best]:.2f}",
-                        (curve.predicted[best], curve.nats[best]), textcoords="offset points", xytext=(4, 8), fontsize=7)
+            ax.annotate(f"{curve.nats[best]:.3f} at {curve.predicted[best]:.2f}", (curve.predicted[best], curve.nats[best]),
+                        textcoords="offset points", xytext=(4, 8 + 14 * i), fontsize=7, color=line.get_color())
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("predicted value (decoder output)")
         ax.set_ylim(top=min(float(part.nats.quantile(0.9)), 20) + 0.5)
