@@ -105,9 +105,11 @@ def _row(target, method, pair, loc, var, config, seed, seconds=float("nan")):
 
 
 def _fitted(result):
-    """(loc, variance) of a fitted mean-field AutoNormal guide on site z."""
-    params = result.params
-    return params["AutoNormal.locs.z"], params["AutoNormal.scales.z"] ** 2
+    """(loc, variance) of a fitted mean-field Gaussian autoguide on the real site z, from its quantiles (the
+    guide's parameters may be stored whitened): loc = q(0.5), sd = q(Phi(1)) - q(0.5)."""
+    with result.isolated():
+        low, high = result.guide.quantiles([0.5, 0.8413447460685429])["z"].detach()
+    return low, (high - low) ** 2
 
 
 def _panel(ax, pair, title, fits, optima):

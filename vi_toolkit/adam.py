@@ -4,7 +4,8 @@ Pyro's ``pyro.optim.Adam`` keeps one torch optimizer per parameter and steps the
 network with a dozen weight tensors that loop costs as much as the forward pass. :class:`TorchOptimizer` keeps a
 single torch optimizer and adds parameters to it as SVI first meets them (autoguides create theirs on the first
 call), so a step is one call over all tensors. The default, :class:`Adam`, is ``torch.optim.Adam(fused=True)``
-(one fused kernel); the update rule is Adam's, unchanged.
+(one fused kernel); the update rule is Adam's, unchanged. Fits with few parameters (at most 32 numbers) use
+Adam with a full second-moment matrix instead (:mod:`vi_toolkit.full_matrix_adam`).
 
 ``fit_vi(..., optim=...)`` takes any other optimizer (see :func:`make_optimizer`): a torch optimizer class, a
 ``(class, options)`` pair, or a Pyro optimizer (``pyro.optim.ClippedAdam({...})``, any ``PyroOptim``). The
@@ -22,6 +23,7 @@ from pyro.optim import PyroOptim
 from pyro.optim.lr_scheduler import PyroLRScheduler
 
 from .errors import ConfigError
+from .full_matrix_adam import MAX_PARAMETERS, FullMatrixAdam
 
 
 class TorchOptimizer:
@@ -79,11 +81,19 @@ class TorchOptimizer:
 
 
 class Adam(TorchOptimizer):
-    """``Adam(lr, betas)``: the default, ``torch.optim.Adam(fused=True)`` over every parameter."""
+    """``Adam(lr, betas)``: the default. Over at most :data:`~vi_toolkit.full_matrix_adam.MAX_PARAMETERS`
+    numbers (a hand-written guide, a small autoguide) :class:`~vi_toolkit.full_matrix_adam.FullMatrixAdam`,
+    which walks the ridges of correlated parameters that diagonal Adam crawls along; over more,
+    ``torch.optim.Adam(fused=True)``. Decided by the parameters of the first step."""
 
     def __init__(self, lr, betas):
         super().__init__(torch.optim.Adam, lr, betas=tuple(betas), fused=True)
         self.betas = tuple(betas)
+
+    def _add(self, params):
+        if self.optim is None and sum(p.numel() for p in {id(p): p for p in params}.values()) <= MAX_PARAMETERS:
+            self.cls, self.options = FullMatrixAdam, {"betas": self.betas}
+        super()._add(params)
 
 
 class PyroOptimizer:

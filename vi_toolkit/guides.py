@@ -15,13 +15,19 @@ AUTOGUIDES = {
 }
 
 
-def make_guide(guide, model):
-    """Return ``(guide_callable, name)``: an autoguide built from its name, or the user's callable as is."""
+def make_guide(guide, model, start=None):
+    """Return ``(guide_callable, name)``: an autoguide built from its name (whitened by ``start``, a
+    :class:`~vi_toolkit.gaussian_start.GaussianStart`, for the families of
+    :data:`vi_toolkit.whitened_guides.WHITENED`), or the user's callable as is."""
     if isinstance(guide, str):
         if guide not in AUTOGUIDES:
             raise UnknownNameError(
                 f"unknown guide {guide!r}; pass a Pyro guide callable or one of {sorted(AUTOGUIDES)}"
             )
+        from .whitened_guides import WHITENED, whitened_guide
+
+        if start is not None and guide in WHITENED:
+            return whitened_guide(guide, model, start), guide
         return AUTOGUIDES[guide](model), guide
     if not callable(guide):
         raise UnknownNameError(

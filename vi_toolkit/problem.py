@@ -61,8 +61,8 @@ class Problem:
                 ) from exc
             check_observed(trace)
             mpn = traces.plate_nesting(trace)
-            broadcasts = model_broadcasts(model, args, kwargs, mpn)
-        latent = {n: tuple(s["value"].shape) for n, s in trace.nodes.items() if traces.is_latent(s)}
+            latent = {n: tuple(s["value"].shape) for n, s in trace.nodes.items() if traces.is_latent(s)}
+            broadcasts = model_broadcasts(model, args, kwargs, mpn, latent_shapes=latent)
         deterministic = {
             n: tuple(torch.as_tensor(s["value"]).shape)
             for n, s in trace.nodes.items()
@@ -98,17 +98,30 @@ def check_observed(trace):
                 )
 
 
-def model_broadcasts(model, args, kwargs, max_plate_nesting, particles=PROBE_PARTICLES):
-    """Whether every sample site of ``model`` carries the particle dimension when it runs inside an outer
-    particle plate (the condition for vectorized particles to be exact)."""
+def model_broadcasts(model, args, kwargs, max_plate_nesting, particles=PROBE_PARTICLES, latent_shapes=None):
+    """Whether ``model`` runs exactly with vectorized particles: every sample site carries the particle
+    dimension inside an outer particle plate and, where ``latent_shapes`` (site -> shape of one draw) are given,
+    each particle's log p(z) and log p(x | z) equal those of the model run on that particle alone. The shapes
+    alone can pass where the numbers are wrong: a likelihood written for one draw can be expanded by the
+    plates across every pair of particles, each particle's data then scored P times."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             trace = poutine.trace(traces.vectorize(model, particles, max_plate_nesting)).get_trace(*args, **kwargs)
             trace.compute_log_prob()
+            if not traces.carries_particles(trace, particles, max_plate_nesting):
+                return False
+            if not latent_shapes:
+                return True
+            from .log_weights import log_joint  # (log_weights imports this module)
+
+            vectorized = {n: trace.nodes[n]["value"] for n in latent_shapes}
+            one_at_a_time = {n: v.reshape((particles,) + latent_shapes[n]) for n, v in vectorized.items()}
+            together = log_joint(model, args, kwargs, vectorized, max_plate_nesting, vectorized=True)
+            alone = log_joint(model, args, kwargs, one_at_a_time, max_plate_nesting, vectorized=False, vmap=False)
     except Exception:  # noqa: BLE001 - a shape error means: it does not broadcast
         return False
-    return traces.carries_particles(trace, particles, max_plate_nesting)
+    return all(torch.allclose(a, b, rtol=1e-4, atol=1e-3) for a, b in zip(together, alone))
 
 
 def _tensors(obj):

@@ -1,9 +1,11 @@
 """The default step-size schedule of :func:`vi_toolkit.fit_vi`, which is also its stopping rule.
 
-The step size stays at ``lr`` while the loss improves. When the mean loss over the last ``window`` steps is
-no better than over the ``window`` before it (the drop is below two standard errors, or below ``rtol``
-relative), or when only ``cooldown`` steps are left, the step size decays geometrically to
-``lr * final_lr`` over the cooldown, and the fit stops at its end. The fit returned is thus settled at a
+The step size stays at ``lr`` while the fit improves. The fit has stopped improving when the trend of the
+losses over the last four windows of ``window`` steps is no drop (the fitted drop is below two standard errors,
+or below ``rtol`` relative) *and* a sharper test agrees (``still_improving``; :func:`vi_toolkit.svi.step`
+passes one that compares the ELBO at the parameters of a window ago and now on the same guide draws, which sees
+a slow steady gain that the noise of single-draw losses hides). Then, or when only ``cooldown`` steps are left,
+the step size decays geometrically to ``lr * final_lr`` over the cooldown, and the fit stops at its end. The fit returned is thus settled at a
 small step size, not a snapshot of a noisy constant-step iterate; ``steps`` is always the upper bound.
 
 With a time budget (``max_seconds``) the same holds in time: when only the ``cooldown`` fraction of the budget
@@ -52,6 +54,7 @@ class Schedule:
 
 
 CONSTANT = Schedule(decay=False)
+TREND_WINDOWS = 4  # windows of losses whose trend decides whether the fit still improves
 
 
 class ScheduleState:
@@ -72,8 +75,15 @@ class ScheduleState:
         progress = min(1.0, (step - self.decay_start) / self.cooldown)
         return self.schedule.final_lr**progress
 
-    def update(self, step, losses, seconds=0.0):
-        """Call after step ``step`` with all losses so far and the seconds spent; True when the fit should stop."""
+    def at_check(self, step):
+        """Whether step ``step`` (0-based) ends a window at which the schedule may start the decay early."""
+        done = step + 1
+        return self.schedule.decay and self.schedule.early_stop and self.decay_start is None and done % self.window == 0
+
+    def update(self, step, losses, seconds=0.0, still_improving=None):
+        """Call after step ``step`` with all losses so far and the seconds spent; True when the fit should stop.
+        ``still_improving``: None, or a function called (only) when the losses have levelled off at a window's
+        end, returning True if the fit still improves all the same (the decay then waits)."""
         done = step + 1
         budget = self.max_seconds
         if done >= self.steps or (budget is not None and seconds >= budget):
@@ -87,20 +97,27 @@ class ScheduleState:
                 self.decay_start = done
             elif done >= self.steps - self.cooldown or (
                 self.schedule.early_stop and done % self.window == 0 and self._plateau(losses)
+                and not (still_improving is not None and still_improving())
             ):
                 self.decay_start = done
             return False
         return done >= self.decay_start + self.cooldown
 
     def _plateau(self, losses):
-        w = self.window
-        if len(losses) < 2 * w:
+        """Whether the losses have levelled off: the least-squares slope of the last ``TREND_WINDOWS`` windows
+        of losses (or all, from two windows on), times their span, is a drop below two standard errors or below
+        ``rtol`` of the mean loss. A slope over several windows sees a steady gain that the difference of two
+        window means (noise sqrt(2 / window) of a loss's) misses: its noise is sqrt(12 / span)."""
+        if len(losses) < 2 * self.window:
             return False
-        before = np.asarray(losses[-2 * w : -w])
-        after = np.asarray(losses[-w:])
-        drop = before.mean() - after.mean()
-        stderr = math.sqrt((before.var() + after.var()) / w)
-        return drop < max(2.0 * stderr, self.schedule.rtol * abs(after.mean()))
+        recent = np.asarray(losses[-TREND_WINDOWS * self.window :], dtype=float)
+        span = len(recent)
+        t = np.arange(span) - (span - 1) / 2.0
+        slope = float(t @ (recent - recent.mean()) / (t @ t))
+        residual = recent - recent.mean() - slope * t
+        stderr = math.sqrt(float(residual @ residual) / (span - 2) / float(t @ t))
+        drop = -slope * span
+        return drop < max(2.0 * stderr * span, self.schedule.rtol * abs(recent.mean()))
 
     def state_dict(self):
         return {"decay_start": self.decay_start, "cooldown": self.cooldown, "schedule": asdict(self.schedule),

@@ -43,7 +43,7 @@ from .adam import describe as describe_optim
 from .adam import make_optimizer
 from .checkpoint import plain
 from .errors import ConfigError, ModelGuideError, NumericalError, VIToolkitError
-from .guides import make_guide
+from .guides import AUTOGUIDES, make_guide
 from .isolation import _LOCK as _SOURCE_LOCK
 from .isolation import Stream
 from .objectives import OBJECTIVES, as_objective, make_elbo
@@ -83,6 +83,7 @@ class FitState:
         self.losses = []
         self.done = False
         self.seconds = 0.0
+        self.window_params = None  # the parameters at the end of the last window (see _still_improving)
 
     @property
     def steps_run(self):
@@ -95,7 +96,8 @@ class FitState:
             with self.problem.isolated(params=self.params):
                 guide = guide.laplace_approximation(*self.problem.args, **self.problem.kwargs)
         info = {**self.info, "steps_run": self.steps_run, "stopped_early": self.steps_run < self.settings["steps"],
-                "decay_start": self.plan.decay_start}
+                "decay_start": self.plan.decay_start,
+                "grad_evals": self.info["start"]["grad_evals"] + self.steps_run * self.settings["num_particles"]}
         return VIResult(problem=self.problem, guide=guide, structure=self.structure, vectorized=self.vectorized,
                         param_state=self.params, losses=self.losses, seconds=self.seconds, info=info)
 
@@ -109,7 +111,8 @@ class FitState:
             optim = self.optim.get_state()
         return {"settings": plain(self.settings), "params": params, "optim": optim,
                 "schedule": self.plan.state_dict(), "losses": list(self.losses), "seconds": self.seconds,
-                "rng": self.stream.get_state(), "done": self.done, "lr": self.lr}
+                "rng": self.stream.get_state(), "done": self.done, "lr": self.lr,
+                "window_params": self.window_params}
 
     def load_state_dict(self, saved):
         """Continue from :meth:`state_dict` output of the same fit."""
@@ -129,6 +132,7 @@ class FitState:
         self.stream.set_state(saved["rng"])
         self.lr = saved["lr"]
         self.optim.set_lr(self.lr)
+        self.window_params = saved.get("window_params")
 
 
 def init(
@@ -138,12 +142,13 @@ def init(
     objective="elbo",
     steps=2000,
     lr=0.01,
-    num_particles=1,
+    num_particles=None,
     seed=0,
     schedule=None,
     jit=True,
     max_seconds=None,
     optim=None,
+    init=None,
     **model_kwargs,
 ):
     """A :class:`FitState` for fitting ``guide`` to the posterior of ``model`` given ``*args, **model_kwargs``
@@ -163,7 +168,10 @@ def init(
     problem = Problem.of(model, *args, **model_kwargs)
     model, guide = _isolate(problem.model, guide)
     problem = dataclasses.replace(problem, model=model)  # the fit's own copy of any nn.Module
-    guide, guide_name = make_guide(guide, model)
+    gaussian, start_info = _start(problem, guide, init, seed)
+    guide, guide_name = make_guide(guide, model, gaussian)
+    if num_particles is None:
+        num_particles = _auto_particles(problem, None if custom_elbo else objective.name)
     objective_name = type(objective).__name__ if custom_elbo else objective.name
     settings = {
         "model": _identity(problem.model),
@@ -178,6 +186,7 @@ def init(
         "num_particles": num_particles,
         "seed": seed,
         "schedule": asdict(schedule),
+        "start": start_info["source"],
     }
     if optim is not None:  # absent for the default Adam, so that earlier checkpoints still match
         settings["optim"] = describe_optim(optim)
@@ -197,10 +206,49 @@ def init(
         else:
             elbo, used_jit = _build_elbo(objective, num_particles, vectorized, mpn, jit, model, guide, problem)
     info = {k: v for k, v in settings.items() if k not in ("model", "data", "guide_type")}
-    info.update(jit=used_jit, vectorized_particles=vectorized, threads=problem.threads)
+    info.update(jit=used_jit, vectorized_particles=vectorized, threads=problem.threads, start=start_info)
     state = FitState(problem, guide, structure, broadcasts, elbo, settings, info, params, optim=optim)
     state.seconds = time.perf_counter() - start
     return state
+
+
+AUTO_PARTICLES = 8  # particles per gradient of an ELBO fit of a small model that broadcasts
+_PARTICLES_ONLY_REDUCE_NOISE = ("elbo", "elbo-plain", "elbo-analytic")
+
+
+def _auto_particles(problem, objective_name):
+    """``num_particles=None``: AUTO_PARTICLES for an ELBO (where particles only lower the gradient's noise)
+    of a small model (largest tensor below the thread policy's size) that broadcasts over particles, where
+    they cost about one particle's time and make both the fit and the stopping rule's judgement sharper;
+    else 1 (a model run once per particle, a large one, or an objective whose value depends on the count)."""
+    small = problem.threads == 1
+    return AUTO_PARTICLES if objective_name in _PARTICLES_ONLY_REDUCE_NOISE and small and problem.broadcasts else 1
+
+
+def _start(problem, guide, init, seed):
+    """(GaussianStart or None, info): the Laplace start of an autoguide named by ``guide`` (``init=None``),
+    the Gaussian of a result (``init=result`` with ``gaussian()``), or none (``init=False``, a guide callable,
+    a family that is not whitened, or a model without a usable mode: ``info["reason"]`` says why)."""
+    from .gaussian_start import from_result, gaussian_start
+    from .whitened_guides import WHITENED
+
+    if init is False or not isinstance(guide, str) or guide not in WHITENED:
+        why = "init=False" if init is False else "a guide of the user's" if not isinstance(guide, str) else \
+            f"guide {guide!r} is not whitened" if guide in AUTOGUIDES else ""
+        return None, {"source": "none", "reason": why, "grad_evals": 0}
+    if init is not None:
+        if not callable(getattr(init, "gaussian", None)):
+            raise ConfigError(f"init must be None (a Laplace start), False (Pyro's own start) or a result with "
+                              f"gaussian() (vt.pathfinder, vt.dadvi, ...); got {type(init).__name__}")
+        from .log_density import UnconstrainedModel
+
+        dim = UnconstrainedModel(problem.model, problem.args, problem.kwargs, problem.max_plate_nesting).dim
+        start = from_result(init, dim)
+        return start, {"source": start.source, "reason": "", "grad_evals": 0}
+    start, reason = gaussian_start(problem, seed)
+    if start is None:
+        return None, {"source": "none", "reason": reason, "grad_evals": 0}
+    return start, {"source": start.source, "reason": "", "grad_evals": start.grad_evals}
 
 
 def step(state):
@@ -231,7 +279,13 @@ def step(state):
             ) from exc
     state.losses.append(loss)
     state.seconds += time.perf_counter() - start
-    state.done = state.plan.update(index, state.losses, state.seconds)
+    if state.plan.at_check(index):
+        start = time.perf_counter()
+        state.done = state.plan.update(index, state.losses, state.seconds, lambda: _still_improving(state))
+        state.window_params = _copy_params(state.params)
+        state.seconds += time.perf_counter() - start
+    else:
+        state.done = state.plan.update(index, state.losses, state.seconds)
     lr = state.base_lr * state.plan.factor(index + 1)
     if lr != state.lr:
         state.lr = lr
@@ -239,9 +293,45 @@ def step(state):
     return loss
 
 
+IMPROVEMENT_DRAWS = 64  # guide draws of the common-random-numbers test of _still_improving
+
+
+def _copy_params(params):
+    """A copy of the unconstrained parameter tensors of a parameter-store state, by name."""
+    return {name: value.detach().clone() for name, value in params["params"].items()}
+
+
+def _still_improving(state):
+    """Whether the ELBO rose over the last window, on common random numbers: the log-weights
+    log p(x, z_s) - log q(z_s) of the same K draws of the guide's noise (one fixed stream) at the window's
+    start and now, paired: d_s = log w_s(now) - log w_s(then), improving when mean(d) > sd(d) / sqrt(K).
+    Pairing removes the draw-to-draw noise that hides a slow steady gain in single-draw losses (a Gamma guide
+    walking a long ridge). One standard error, not two: a wrong "improving" costs a window of steps, a wrong
+    "stopped" an under-fitted result. False where that cannot be judged (no earlier window, a point-mass guide, or a
+    non-finite weight)."""
+    if state.window_params is None:
+        return False
+    seed = state.settings["seed"]
+    weights = []
+    then = {"params": state.window_params, "constraints": state.params["constraints"]}
+    for params in (then, state.params):
+        result = VIResult(problem=state.problem, guide=state.guide, structure=state.structure,
+                          vectorized=state.vectorized, param_state=params, losses=[], seconds=0.0, info=state.info)
+        try:
+            log_w = result.log_weights(IMPROVEMENT_DRAWS, seed)
+        except VIToolkitError:
+            return False
+        if log_w is None or not torch.isfinite(log_w).all():
+            return False
+        weights.append(log_w.double())
+    gain = weights[1] - weights[0]
+    return bool(gain.mean() > gain.std() / math.sqrt(len(gain)))
+
+
 def _check_settings(model, steps, lr, num_particles, max_seconds, model_kwargs):
     whole("steps", steps)
-    whole("num_particles", num_particles)
+    if num_particles is not None:
+        whole("num_particles", num_particles)
     positive("lr", lr)
     if max_seconds is not None:
         positive("max_seconds", max_seconds)

@@ -19,7 +19,7 @@ def fit_vi(
     objective="elbo",
     steps=2000,
     lr=0.01,
-    num_particles=1,
+    num_particles=None,
     seed=0,
     progress=True,
     checkpoint=None,
@@ -28,6 +28,7 @@ def fit_vi(
     jit=True,
     max_seconds=None,
     optim=None,
+    init=None,
     **model_kwargs,
 ):
     """Fit ``guide`` to the posterior of ``model`` given ``*args, **model_kwargs`` by maximizing an ELBO.
@@ -43,7 +44,16 @@ def fit_vi(
       fit uses its own copy). The schedule sets the step size of the optimizer's parameter groups.
     - The optimizer at step size ``lr``, following ``schedule`` (default :class:`vi_toolkit.Schedule`: constant until the
       loss stops improving, then a geometric decay to ``lr/100`` over the last 20% of ``steps``, then stop).
-    - ``num_particles`` > 1 vectorizes the particles where the model broadcasts, else loops over them.
+    - ``init``: where an autoguide named ``"normal"``, ``"diag"``, ``"mvn"``, ``"lowrank"``, ``"iaf"`` or
+      ``"laplace"`` starts. None (default): at the Laplace approximation of the posterior in unconstrained
+      coordinates (its mode by L-BFGS and Newton steps, the inverse Hessian there), and the guide is fitted in
+      coordinates whitened by it (:mod:`vi_toolkit.whitened_guides`), so that ill-conditioned posteriors and
+      wide priors need no tuning; where the model has no usable mode, Pyro's own start (``info["start"]``
+      says why). A result with ``gaussian()`` (``vt.pathfinder(...)``): start at and whiten by its Gaussian.
+      False: Pyro's autoguide as it is. ``info["grad_evals"]`` counts the start's gradients with the steps'.
+    - ``num_particles``: Monte Carlo draws per gradient; > 1 vectorizes them where the model broadcasts, else
+      loops over them. None (default): 8 for an ELBO objective on a small model that broadcasts (they cost
+      about what one does there), else 1 (see :func:`vi_toolkit.svi._auto_particles`).
     - ``jit``: use the JIT-compiled ELBO where it compiles and agrees with the plain one (checked).
     - ``max_seconds``: a time budget (set-up included): the schedule's decay starts when the last ``cooldown``
       fraction of it is left, and the fit stops when it is spent or after ``steps``, whichever comes first.
@@ -58,7 +68,7 @@ def fit_vi(
     """
     checkpoint_every = whole("checkpoint_every", checkpoint_every)
     state = svi.init(model, guide, *args, objective=objective, steps=steps, lr=lr, num_particles=num_particles,
-                     seed=seed, schedule=schedule, jit=jit, max_seconds=max_seconds, optim=optim,
+                     seed=seed, schedule=schedule, jit=jit, max_seconds=max_seconds, optim=optim, init=init,
                      **model_kwargs)
     if checkpoint:
         saved = load_checkpoint(checkpoint, state.settings)

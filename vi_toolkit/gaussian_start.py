@@ -1,0 +1,157 @@
+"""Where an autoguide fit starts: the Laplace approximation of the posterior in unconstrained coordinates.
+
+An autoguide left to itself starts at the prior's median with scale 0.1 and takes Adam steps of a fixed size
+``lr`` in every coordinate. On a regression with an unstandardized predictor (intercept and slope correlated at
+-0.99, posterior sds of 1e-3 beside sds of 10) or with wide stand-in priors (``Normal(0, 1000)``), that start is
+thousands of posterior sds away and the steps are too large for some coordinates and too small for others.
+:func:`gaussian_start` finds the mode u* of log p(x, T(u)) + log|det J_T(u)| (the density a Gaussian guide
+approximates) by damped Newton steps, and takes the inverse Hessian there as the covariance:
+N(u*, H^-1). :mod:`vi_toolkit.whitened_guides` then fits the autoguide in coordinates whitened by it, so the fit
+starts at the Laplace approximation and every direction has unit scale.
+"""
+
+import math
+from dataclasses import dataclass
+
+import pyro
+import pyro.poutine as poutine
+import torch
+
+from . import traces
+from .errors import VIToolkitError
+from .isolation import isolated
+from .log_density import UnconstrainedModel
+
+FLOAT_RESOLUTION = 10 * torch.finfo(torch.float32).eps  # relative precision of a float32 log density
+MAX_DIM = 500  # latent dimensions up to which the D x D Hessian is formed
+
+
+@dataclass(frozen=True)
+class GaussianStart:
+    """N(loc, cov) over the unconstrained latent vector (sites in model order, as ``UnconstrainedModel`` and
+    Pyro's ``AutoContinuous`` pack them); ``grad_evals`` log-density gradients it took; ``source`` where it
+    came from."""
+
+    loc: torch.Tensor
+    cov: torch.Tensor
+    grad_evals: int
+    source: str
+
+    sites: tuple = ()  # (name, transform, shape) of each latent site, in packing order
+
+    @property
+    def scale_tril(self):
+        return torch.linalg.cholesky(self.cov)
+
+    def site_values(self, model=None):
+        """site -> constrained value at ``loc`` (the mode), for ``init_to_value``."""
+        values, start = {}, 0
+        for name, transform, shape in self.sites:
+            u_shape = tuple(transform.inv.forward_shape(shape))
+            size = math.prod(u_shape)
+            values[name] = transform(self.loc[start : start + size].reshape(u_shape)).detach()
+            start += size
+        return values
+
+
+def from_result(result, dim):
+    """The Gaussian of a result with ``gaussian()`` (Pathfinder, DADVI, ...): (loc, cov) in the same
+    unconstrained coordinates, checked against the model's dimension ``dim``."""
+    loc, cov = (torch.as_tensor(v, dtype=torch.get_default_dtype()) for v in result.gaussian())
+    if loc.shape != (dim,) or cov.shape != (dim, dim):
+        raise VIToolkitError(f"init's Gaussian has shape {tuple(loc.shape)}, {tuple(cov.shape)}; this model has "
+                             f"{dim} unconstrained latent dimensions: init from a result of the same model and data")
+    return GaussianStart(loc, 0.5 * (cov + cov.T), 0, result.info.get("method", type(result).__name__))
+
+
+def gaussian_start(problem, seed=0):
+    """(GaussianStart, "") at the mode of the model's unconstrained posterior density, or (None, reason) where
+    there is none to use: a model with discrete or subsampled latent sites, more than :data:`MAX_DIM` latent
+    dimensions, or a density without a proper mode (the Hessian is not positive definite there)."""
+    reason = _unsupported(problem)
+    if reason:
+        return None, reason
+    try:
+        with isolated(seed, threads=problem.threads):
+            target = UnconstrainedModel(problem.model, problem.args, problem.kwargs, problem.max_plate_nesting,
+                                        vectorized=problem.broadcasts)
+            if target.dim > MAX_DIM:
+                return None, f"{target.dim} latent dimensions (the Laplace start forms a Hessian up to {MAX_DIM})"
+            with pyro.validation_enabled(False):
+                return _laplace(target)
+    except VIToolkitError as exc:
+        return None, str(exc)
+    except (RuntimeError, ValueError) as exc:  # the user's model failed away from its usual values
+        return None, f"the model failed during the search for its mode: {type(exc).__name__}: {exc}"
+
+
+def _unsupported(problem):
+    """Why the Laplace start cannot be used on this model ("" when it can)."""
+    with isolated(0):
+        trace = poutine.trace(problem.model).get_trace(*problem.args, **problem.kwargs)
+    for name, site in trace.nodes.items():
+        if not traces.is_sample(site):
+            continue
+        if any(f.full_size is not None and f.full_size != f.size for f in site["cond_indep_stack"]):
+            return f"site {name!r} lies in a subsampled plate (the density of a mini-batch changes at every call)"
+        if traces.is_latent(site) and site["fn"].support.is_discrete:
+            return f"site {name!r} is discrete"
+    return ""
+
+
+def _at(target, u, values, vectors, grad_evals):
+    """The start N(u, H^-1) from H's eigendecomposition."""
+    cov = (vectors @ torch.diag(1.0 / values) @ vectors.T).to(u.dtype)
+    sites = tuple((name, transform, shape) for name, (transform, shape, _) in target.sites.items())
+    return GaussianStart(u, 0.5 * (cov + cov.T), grad_evals, "laplace", sites), ""
+
+
+def _laplace(target, max_iter=200):
+    """The mode by damped saddle-free Newton steps (Levenberg-Marquardt on |eigenvalues|): affine invariant,
+    so an unstandardized predictor or a posterior sd of 1e-3 beside one of 10 costs nothing, and a rejected
+    step (a worse or non-finite density) only raises the damping. Then N(mode, H^-1)."""
+    count = [0]
+
+    def negative_log_density(u):
+        """-log p(x, T(u)) - log|det J_T(u)|, or +inf where that is not finite or the model rejects u."""
+        count[0] += 1
+        try:
+            prior, likelihood = target.densities(u.unsqueeze(0))
+            value = -(prior + likelihood)[0]
+        except (ValueError, RuntimeError):
+            return torch.tensor(math.inf)
+        return value if torch.isfinite(value) else torch.tensor(math.inf)
+
+    u = torch.zeros(target.dim)
+    damping = None
+    for _ in range(max_iter):
+        u_var = u.clone().requires_grad_(True)
+        value = negative_log_density(u_var)
+        if not torch.isfinite(value):
+            return None, "the log density is not finite at the unconstrained origin, where the search for its mode starts"
+        (gradient,) = torch.autograd.grad(value, u_var)
+        hessian = torch.autograd.functional.hessian(negative_log_density, u).double()
+        count[0] += target.dim
+        values, vectors = torch.linalg.eigh(0.5 * (hessian + hessian.T))
+        if not torch.isfinite(values).all():
+            return None, "the Hessian of the log density is not finite on the way to its mode"
+        g = vectors.T @ gradient.double()
+        # the Newton decrement g' H^-1 g: the squared distance to the mode in posterior sds
+        decrement = float(g @ (g / values)) if values.min() > 0 else math.inf
+        if decrement < 1e-8 or 0.5 * decrement < FLOAT_RESOLUTION * max(1.0, abs(float(value.detach()))):
+            return _at(target, u, values, vectors, count[0])
+        scale = float(values.abs().max())
+        damping = 1e-6 * scale if damping is None else max(damping, 1e-12 * scale)
+        while True:
+            step = -(vectors @ (g / (values.abs() + damping))).to(u.dtype)
+            trial = negative_log_density(u + step)
+            if torch.isfinite(trial) and float(trial) < float(value.detach()):
+                u = u + step
+                damping /= 10.0
+                break
+            damping *= 10.0
+            if damping > 1e12 * scale:
+                if decrement < 1e-2:  # within 0.1 sd of the mode, and the density's precision is spent
+                    return _at(target, u, values, vectors, count[0])
+                return None, "no step from the last point improves the log density: it has no proper mode there"
+    return None, f"the search for the mode did not converge in {max_iter} Newton steps"
