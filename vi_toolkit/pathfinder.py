@@ -222,7 +222,8 @@ class PathfinderResult:
     One path: the best Gaussian q = N(loc, cov) in unconstrained space; ``draws`` are fresh draws of q mapped to
     the model's sites. Several paths: q is the equal-weight mixture of the paths' best Gaussians, and ``draws``
     resample (with replacement, by Pareto-smoothed importance weights) the ``num_draws`` draws per path made
-    at the fit. ``log_weights(n, seed)`` are log p - log q at n fresh draws of q. ``losses``: -ELBO at each
+    at the fit. ``log_weights(n, seed)`` are log p - log q at the draws of ``draws(n, seed)`` (one path) or at n
+    fresh draws of the mixture q (several). ``losses``: -ELBO at each
     iterate of the best path. ``info``: ``method="pathfinder"``, ``khat`` (PSIS k-hat of the fit's importance
     weights), ``grad_evals`` (log-density evaluations: L-BFGS's with gradients, the ELBO draws and the
     importance draws, which need no gradient), ``lbfgs_evals`` (those with a gradient), ``num_paths``,
@@ -269,9 +270,16 @@ class PathfinderResult:
         return idata
 
     def log_weights(self, n=1000, seed=0):
-        """Importance log-weights log p(x, z_s) - log q(z_s) at n draws z_s of q (the best Gaussian, or the
-        mixture of the paths' Gaussians), computed in unconstrained space: a float64 tensor (n,)."""
+        """Importance log-weights log p(x, z_s) - log q(z_s), computed in unconstrained space: a float64 tensor
+        (n,). One path: at the draws z_s of ``draws(n, seed)`` (draws of q), so that the verdict's comparison of
+        the draws with their weighted estimates is of the same draws. Several paths: at n fresh draws of the
+        mixture q (``draws`` are resampled from the pool, not draws of q)."""
         n = whole("n", n)
+        if len(self._paths) == 1:
+            draws = self.draws(n, seed)
+            sites = self._density.unconstrained.sites
+            u = self._density.unconstrained.unconstrained({name: draws[name] for name in sites}).double()
+            return _log_weights(self._density, self._q, u)
         with self.problem.isolated(seed, params={"params": {}, "constraints": {}}):
             return _log_weights(self._density, self._q, self._q.sample((n,)))
 

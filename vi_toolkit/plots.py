@@ -80,6 +80,8 @@ def objective_loss_name(objective, guide=None, options=None):
     if objective == "renyi" or objective == "RenyiELBO":
         alpha = str((options or {}).get("alpha", "0"))
         return "negative IWAE bound" if alpha in ("0", "0.0") else f"negative Renyi bound (alpha={alpha})"
+    if objective == "iwae-dreg":
+        return "negative IWAE bound (DReG gradients)"
     if objective == "forward-kl":
         return "cross-entropy -E_p[log q] (forward KL + H[p])"
     return f"{objective} loss" if objective else "loss"

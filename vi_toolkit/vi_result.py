@@ -86,7 +86,7 @@ class VIResult:
             ))
             shaped = {name: value.reshape((chains, n // chains) + value.shape[1:]) for name, value in draws.items()}
             groups = predictive_groups(self.problem, shaped, predictive=predictive)
-        return from_chains(shaped, attrs={"method": "vi", "guide": self.info["guide"],
+        return from_chains(shaped, attrs={"method": self.info["method"], "guide": self.info["guide"],
                                           "objective": self.info["objective"]}, **groups)
 
     def log_weights(self, n=1000, seed=0):
