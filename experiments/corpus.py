@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.colors import LogNorm
+from matplotlib import colormaps
+from matplotlib.colors import LogNorm, to_hex
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 from tqdm.auto import tqdm
@@ -232,10 +233,28 @@ def error_heat_map(table, posteriors, methods):
 
 
 def _plain_log_ticks(axis, limits):
-    """Tick labels of a log axis as plain numbers (6, 20, 1500), minor ones too where it spans under a decade."""
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
-    axis.set_major_formatter(plain)
-    axis.set_minor_formatter(plain if max(limits) < 10 * min(limits) else NullFormatter())
+    """Tick labels of a log axis as plain numbers (6, 20, 1500); where fewer than two powers of ten are in view,
+    the minor ticks at 2 and 5 times a power of ten are labelled too."""
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    low, high = sorted(limits)
+    if math.floor(math.log10(high)) - math.ceil(math.log10(low)) < 1:
+        axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:e}"[0] in "25" else ""))
+    else:
+        axis.set_minor_formatter(NullFormatter())
+
+
+def method_colours(methods):
+    """method -> its colour in every figure (:func:`vi_toolkit.plots.method_colour`), except that a method whose
+    colour an earlier one has (a name the toolkit's palette does not know, coloured by a hash) gets the first
+    free colour of matplotlib's Dark2 palette (apart from the toolkit's tab10 hues): no two methods look alike."""
+    colours, taken = {}, set()
+    for method in methods:
+        colour = to_hex(plots.method_colour(method))
+        if colour in taken:
+            colour = next(c for c in map(to_hex, colormaps["Dark2"].colors) if c not in taken)
+        colours[method] = colour
+        taken.add(colour)
+    return colours
 
 
 def cost_figure(table, methods):
@@ -244,12 +263,13 @@ def cost_figure(table, methods):
     ok = table[(table.error == "") & (table.w1_max > 0)]
     fig = Figure(figsize=(10, 4.2))
     axes = fig.subplots(1, 2, sharey=True)
+    colours = method_colours(methods)
     for ax, cost, label in zip(axes, ("seconds", "grad_evals"), ("seconds per fit", "log-density gradient evaluations")):
         shown = False
         for method in methods:
             points = ok[(ok.method == method) & (ok[cost] > 0)]
             if len(points):
-                ax.scatter(points[cost], points.w1_max, s=22, alpha=0.8, color=plots.method_colour(method),
+                ax.scatter(points[cost], points.w1_max, s=22, alpha=0.8, color=colours[method],
                            label=method)
                 shown = True
         if shown:
@@ -270,10 +290,11 @@ def cost_figure(table, methods):
 def verdict_figure(table, methods):
     """PSIS k-hat against the largest standardized mean error per fit; crosses are bad fits (mean off by more
     than 0.3 sds or an sd ratio outside 0.7-1.3); the shaded band is where the verdict says "good"."""
-    ok = table[(table.error == "") & np.isfinite(table.khat)]
+    ok = table[(table.error == "") & table.khat.notna()]  # k-hat = inf (a few weights dominate) shows at 3
+    colours = method_colours(methods)
     fig = Figure(figsize=(6.5, 4.5))
     ax = fig.subplots()
-    ax.axvspan(min(-0.5, ok.khat.min() if len(ok) else 0), 0.5, color="#2ca02c", alpha=0.08, label='verdict "good"')
+    ax.axvspan(min(-0.5, ok.khat.clip(lower=-1).min() if len(ok) else 0), 0.5, color="#2ca02c", alpha=0.08, label='verdict "good"')
     ax.axvline(0.7, color="grey", linestyle=":", linewidth=1)
     ax.axhline(BAD_MEAN, color="grey", linestyle="--", linewidth=1)
     bad = is_bad(ok)
@@ -282,15 +303,15 @@ def verdict_figure(table, methods):
         for flag, marker in ((False, "o"), (True, "X")):
             points = ok[mine & (bad == flag)]
             if len(points):
-                ax.scatter(points.khat.clip(upper=3), points.std_mean_error_max.clip(lower=1e-3), marker=marker,
-                           s=40 if flag else 22, alpha=0.85, color=plots.method_colour(method),
+                ax.scatter(points.khat.clip(-1, 3), points.std_mean_error_max.clip(lower=1e-3), marker=marker,
+                           s=40 if flag else 22, alpha=0.85, color=colours[method],
                            label=f"{method} ({'bad' if flag else 'not bad'})")
     fooled = int((bad & (ok.verdict.map(verdict_word) == "good")).sum())
     ax.set_yscale("log")
     _plain_log_ticks(ax.yaxis, ax.get_ylim())
-    ax.set_xlabel("PSIS k-hat (clipped at 3)")
+    ax.set_xlabel("PSIS k-hat (clipped to -1..3)")
     ax.set_ylabel("max standardized mean error")
-    ax.set_title(f'"good" verdicts on bad fits: {fooled} of {int(bad.sum())} bad fits', fontsize=10)
+    ax.set_title(f'"good" verdicts on bad fits: {fooled} of {int(bad.sum())} bad fits with a k-hat', fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
