@@ -121,7 +121,7 @@ def model_broadcasts(model, args, kwargs, max_plate_nesting, particles=PROBE_PAR
             alone = log_joint(model, args, kwargs, one_at_a_time, max_plate_nesting, vectorized=False, vmap=False)
     except Exception:  # noqa: BLE001 - a shape error means: it does not broadcast
         return False
-    return all(torch.allclose(a, b, rtol=1e-4, atol=1e-3) for a, b in zip(together, alone))
+    return all(torch.allclose(a, b, rtol=1e-4, atol=1e-3, equal_nan=True) for a, b in zip(together, alone))
 
 
 def _tensors(obj):
