@@ -50,11 +50,14 @@ class FullMatrixAdam(torch.optim.Optimizer):
         state["step"] += 1
         t = state["step"]
         state["m"].mul_(b1).add_(g, alpha=1 - b1)
-        state["V"].mul_(b2).add_(torch.outer(g, g), alpha=1 - b2)
+        state["V"].mul_(b2).add_(g[:, None] * g[None, :], alpha=1 - b2)
         values, vectors = torch.linalg.eigh(state["V"] / (1 - b2**t))
         roots = values.clamp(min=0).sqrt()
         m_hat = state["m"] / (1 - b1**t)
-        update = vectors @ ((vectors.T @ m_hat) / (roots + eps))
+        # elementwise products and sums, not BLAS matrix-vector calls: these give the same bits whatever the
+        # BLAS library's own thread count (OMP_NUM_THREADS=1 in a Dask worker), so fits are reproducible there
+        whitened = (vectors * m_hat[:, None]).sum(0) / (roots + eps)
+        update = (vectors * whitened[None, :]).sum(1)
         start = 0
         for p in params:
             n = p.numel()
