@@ -4,7 +4,7 @@ Pyro's ``pyro.optim.Adam`` keeps one torch optimizer per parameter and steps the
 network with a dozen weight tensors that loop costs as much as the forward pass. :class:`TorchOptimizer` keeps a
 single torch optimizer and adds parameters to it as SVI first meets them (autoguides create theirs on the first
 call), so a step is one call over all tensors. The default, :class:`Adam`, is ``torch.optim.Adam(fused=True)``
-(one fused kernel); the update rule is Adam's, unchanged. Fits with few parameters (at most 32 numbers) use
+(one fused kernel); the update rule is Adam's, unchanged. Hand-written guides with few parameters (at most 32 numbers) use
 Adam with a full second-moment matrix instead (:mod:`vi_toolkit.full_matrix_adam`).
 
 ``fit_vi(..., optim=...)`` takes any other optimizer (see :func:`make_optimizer`): a torch optimizer class, a
@@ -82,16 +82,18 @@ class TorchOptimizer:
 
 class Adam(TorchOptimizer):
     """``Adam(lr, betas)``: the default. Over at most :data:`~vi_toolkit.full_matrix_adam.MAX_PARAMETERS`
-    numbers (a hand-written guide, a small autoguide) :class:`~vi_toolkit.full_matrix_adam.FullMatrixAdam`,
-    which walks the ridges of correlated parameters that diagonal Adam crawls along; over more,
-    ``torch.optim.Adam(fused=True)``. Decided by the parameters of the first step."""
+    numbers of a hand-written guide (``full_matrix``) :class:`~vi_toolkit.full_matrix_adam.FullMatrixAdam`,
+    which walks the ridges of correlated parameters that diagonal Adam crawls along; else (more numbers, or an
+    autoguide, which the Laplace start already whitens) ``torch.optim.Adam(fused=True)``. Decided by the
+    parameters of the first step."""
 
-    def __init__(self, lr, betas):
+    def __init__(self, lr, betas, full_matrix=True):
         super().__init__(torch.optim.Adam, lr, betas=tuple(betas), fused=True)
         self.betas = tuple(betas)
+        self.full_matrix = full_matrix
 
     def _add(self, params):
-        if self.optim is None and sum(p.numel() for p in {id(p): p for p in params}.values()) <= MAX_PARAMETERS:
+        if self.full_matrix and self.optim is None and sum(p.numel() for p in {id(p): p for p in params}.values()) <= MAX_PARAMETERS:
             self.cls, self.options = FullMatrixAdam, {"betas": self.betas}
         super()._add(params)
 
@@ -169,12 +171,12 @@ def _split(optim):
     return cls, options
 
 
-def make_optimizer(optim, lr, betas):
+def make_optimizer(optim, lr, betas, full_matrix=True):
     """The optimizer of a fit: the fused Adam for ``optim=None``; a torch optimizer class or ``(class, options)``
     over every parameter at step size ``lr``; a Pyro ``PyroOptim`` at its own step size (scaled by the
     schedule)."""
     if optim is None:
-        return Adam(lr, betas)
+        return Adam(lr, betas, full_matrix)
     if isinstance(optim, PyroLRScheduler):
         raise ConfigError("a Pyro learning-rate scheduler sets its own step size; pass its optimizer and use "
                           "schedule=vt.Schedule(...) (or vt.CONSTANT) for the step size")

@@ -77,7 +77,8 @@ class FitState:
         schedule = Schedule(**settings["schedule"])
         self.base_lr = settings["lr"]
         self.lr = self.base_lr
-        self.optim = make_optimizer(optim, self.base_lr, schedule.betas)  # the fused Adam for optim=None
+        # optim=None: Adam, with the full second-moment matrix for a small hand-written guide
+        self.optim = make_optimizer(optim, self.base_lr, schedule.betas, full_matrix=not isinstance(guide, AutoGuide))
         self.plan = ScheduleState(schedule, settings["steps"], settings["max_seconds"])
         self.stream = Stream(settings["seed"])  # the training stream starts after set-up, whatever it consumed
         self.losses = []
