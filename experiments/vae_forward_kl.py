@@ -68,10 +68,11 @@ def _train(config, x, seed):
 def _wake_sleep_encoder(vae, config, x, seed):
     """A copy of ``vae`` whose encoder (re-initialized from ``seed + 1``) is fitted by reweighted wake-sleep on
     the fixed decoder."""
-    fresh = models.get("vae", x_dim=vae.x_dim, z_dim=vae.z_dim, hidden=config.hidden, decoder="bernoulli",
-                       binarize=True, batch_size=config.batch_size, seed=seed + 1)
     pair = copy.deepcopy(vae)
-    pair.encoder = fresh.encoder
+    with isolated(seed + 1):
+        for layer in pair.encoder.modules():
+            if isinstance(layer, torch.nn.Linear):
+                layer.reset_parameters()
     fit = vt.fit_vi(pair.model, pair.guide, pair.prepare(x), objective=vt.Objective("forward-kl", method="wake-sleep"),
                     num_particles=config.particles, steps=config.wake_sleep_steps, lr=config.lr, seed=seed,
                     progress=False, schedule=vt.Schedule(early_stop=False))

@@ -4,7 +4,6 @@ SIGKILLed sweep resumed with every trial done exactly once, failing trials, and 
 One LocalCluster (2 worker processes, torch imported once in each) is shared by the module."""
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 
 from vi_toolkit import cli
 from vi_toolkit.errors import ConfigError, UnknownNameError, VIToolkitError
-from vi_toolkit.sweep import EXECUTIONS, TRIALS, sweep, trial_complete, warm_worker
+from vi_toolkit.sweep import EXECUTIONS, TRIALS, local_cluster, sweep, trial_complete, warm_worker
 from vi_toolkit.sweep_spec import load_spec
 
 TINY = {"objectives": "elbo", "steps": 20, "draws": 5, "warmup": 5, "chains": 1, "num_particles": 1,
@@ -44,10 +43,9 @@ def _toml(spec):
 
 @pytest.fixture(scope="module")
 def client():
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=logging.ERROR)
+    cluster = local_cluster(2)
     client = Client(cluster)
     workers = list(client.scheduler_info()["workers"])
     warming = [client.submit(warm_worker, workers=[w], pure=False) for w in workers]  # imports, while we work

@@ -218,3 +218,23 @@ def test_missing_files_and_bad_settings_raise_typed_errors(tmp_path):
         iwae.iwae(lambda x, n: torch.zeros(n, len(x)), torch.zeros(2, 4), 0)
     with pytest.raises(ConfigError, match="linear Gaussian decoder"):
         models.get("vae", x_dim=4).exact_log_likelihood(torch.zeros(2, 4))
+
+
+def test_mini_batched_pairs_run_their_particles_vectorized():
+    """A model that draws a new mini-batch on every call (the VAE, and one written by hand with
+    ``pyro.plate(subsample_size=)``) still broadcasts over particles: the numeric check compares the vectorized
+    and the looped log joint on one mini-batch, not on two different ones."""
+    from vi_toolkit.problem import Problem
+
+    pair = models.get("vae", x_dim=4, z_dim=2, hidden=(), decoder="gaussian", batch_size=16, seed=0)
+    x = torch.randn(200, 4)
+
+    def regression(x, y):
+        beta = pyro.sample("beta", pyro.distributions.Normal(0.0, 1.0).expand([4]).to_event(1))
+        with pyro.plate("data", len(y), subsample_size=16) as idx:
+            pyro.sample("y", pyro.distributions.Normal((x[idx] * beta).sum(-1), 1.0), obs=y[idx])
+
+    assert Problem.of(pair.model, pair.prepare(x)).broadcasts
+    assert Problem.of(regression, x, x[:, 0]).broadcasts
+    fit = vt.fit_vi(pair.model, pair.guide, pair.prepare(x), num_particles=4, steps=2, progress=False, seed=0)
+    assert fit.info["vectorized_particles"]

@@ -20,8 +20,8 @@ import torch
 from pyro.infer import ELBO
 
 from .errors import ConfigError
-from .log_weights import trace_log_prob
-from .traces import is_sample, vectorize
+from .log_weights import local_plate, trace_log_prob
+from .traces import is_sample, subsample_indices, vectorize
 
 
 def _values(trace):
@@ -83,46 +83,68 @@ class _ForwardKL(ELBO):
         """One model and guide trace at a guide draw held fixed (log q has no reparameterized path)."""
         return _fixed_pair(model, guide, args, kwargs)[:2]
 
-    def _particles(self, model, guide, args, kwargs, keep=None):
+    def _particles(self, model, guide, args, kwargs, keep=None, per_point=False):
         """K particles z_k ~ q (z_0 = ``keep`` if given): log q(z_k) with gradient in phi at fixed z_k, the
-        detached log weights log p(x, z_k) - log q(z_k), and a function k -> the values of particle k."""
+        detached log weights log p(x, z_k) - log q(z_k), and a function k -> the values of particle k.
+
+        Joint: one log q and one log weight per particle, (K,). ``per_point`` and a pair whose every site sits
+        in one data plate (local latents only, as a VAE's): one per particle and data point, (K, B), the log
+        weight without the subsample's scale (the points' own densities), log q with it. A subsampled pair
+        sees one mini-batch at every particle."""
+        with torch.no_grad():
+            batch = subsample_indices(poutine.trace(guide).get_trace(*args, **kwargs))
+        if batch:
+            model, guide = poutine.condition(model, data=batch), poutine.condition(guide, data=batch)
         if self.vectorize_particles:
-            return self._vectorized_particles(model, guide, args, kwargs, keep)
-        log_q, log_p, draws = [], [], []
-        for k in range(self.num_particles):
-            model_trace, guide_trace, values = _fixed_pair(model, guide, args, kwargs, keep if k == 0 else None)
-            log_q.append(guide_trace.log_prob_sum())
-            log_p.append(model_trace.log_prob_sum().detach())
-            draws.append(values)
-        log_q = torch.stack(log_q)
-        return log_q, torch.stack(log_p) - log_q.detach(), draws.__getitem__
+            if self.max_plate_nesting == float("inf"):
+                self._guess_max_plate_nesting(model, guide, args, kwargs)
+            particle_dim = -(self.max_plate_nesting + 1)
+            model, guide = (vectorize(fn, self.num_particles, self.max_plate_nesting) for fn in (model, guide))
+            pairs, particle = self._vectorized_pair(model, guide, args, kwargs, keep, particle_dim)
+        else:
+            particle_dim = None
+            pairs = [_fixed_pair(model, guide, args, kwargs, keep if k == 0 else None)
+                     for k in range(self.num_particles)]
+            particle = [values for _, _, values in pairs].__getitem__
+        plate = local_plate(*pairs[0][:2]) if per_point else None
+        plate_dim = None if plate is None else plate[1]
 
-    def _vectorized_particles(self, model, guide, args, kwargs, keep):
-        if self.max_plate_nesting == float("inf"):
-            self._guess_max_plate_nesting(model, guide, args, kwargs)
-        n, mpn = self.num_particles, self.max_plate_nesting
-        model, guide = vectorize(model, n, mpn), vectorize(guide, n, mpn)
+        def log_prob(trace, scaled=True):
+            return trace_log_prob(trace, particle_dim, plate_dim, scaled=scaled)
 
-        def particle_dim(site, value):
-            return value.dim() - site["fn"].event_dim - mpn - 1
+        log_q = [log_prob(guide_trace) for _, guide_trace, _ in pairs]
+        if plate is None:
+            log_w = [log_prob(model_trace).detach() - q.detach() for (model_trace, _, _), q in zip(pairs, log_q)]
+        else:
+            log_w = [(log_prob(model_trace, False) - log_prob(guide_trace, False)).detach()
+                     for model_trace, guide_trace, _ in pairs]
+        log_q, log_w = (torch.cat(v) if particle_dim is not None else torch.stack(v) for v in (log_q, log_w))
+        log_q, log_w = torch.broadcast_tensors(log_q, log_w)
+        return log_q.expand((self.num_particles,) + log_q.shape[1:]), log_w, particle
 
+    @staticmethod
+    def _vectorized_pair(model, guide, args, kwargs, keep, particle_dim):
+        """One (model trace, guide trace, values) of the vectorized particles (particle 0 = ``keep`` if given),
+        as a one-item list, and a function k -> the values of particle k."""
         with torch.no_grad():
             values = _values(poutine.trace(guide).get_trace(*args, **kwargs))
+
+        def particle_axis(site, value):
+            return value.dim() - site["fn"].event_dim + particle_dim
+
         if keep is not None:
             for name, (site, value) in values.items():
                 value = value.clone()
-                value.narrow(particle_dim(site, value), 0, 1).copy_(keep[name][1])
+                value.narrow(particle_axis(site, value), 0, 1).copy_(keep[name][1])
                 values[name] = (site, value)
-        model_trace, guide_trace, _ = _fixed_pair(model, guide, args, kwargs, values)
-        log_q, log_p = (trace_log_prob(trace, -(mpn + 1)).expand(n) for trace in (guide_trace, model_trace))
 
         def particle(k):
             return {
-                name: (site, value.narrow(particle_dim(site, value), k, 1))
+                name: (site, value.narrow(particle_axis(site, value), k, 1))
                 for name, (site, value) in values.items()
             }
 
-        return log_q, (log_p - log_q).detach(), particle
+        return [_fixed_pair(model, guide, args, kwargs, values)], particle
 
 
 class ReweightedWakeSleep(_ForwardKL):
@@ -130,10 +152,13 @@ class ReweightedWakeSleep(_ForwardKL):
 
     Loss: -sum_k wbar_k log q(z_k), the self-normalized estimate of the cross-entropy -E_p[log q(z)] =
     KL(p||q) + H[p]; its gradient is the wake-phi gradient. Self-normalization biases the fit for small K.
+    A pair with local latents only (every site in one data plate, as a VAE's z_n given x_n) is weighed per data
+    point, -sum_n sum_k wbar_kn log q(z_kn | x_n) (Le et al. 2019): the posterior factorizes over the points, and
+    one joint weight over a batch of B points would leave a single particle carrying all the weight.
     """
 
     def _loss(self, model, guide, args, kwargs):
-        log_q, log_w, _ = self._particles(model, guide, args, kwargs)
+        log_q, log_w, _ = self._particles(model, guide, args, kwargs, per_point=True)
         return -(torch.softmax(log_w, 0) * log_q).sum()
 
 

@@ -17,6 +17,7 @@ one at a time (a likelihood written with ``x @ beta``, a Python loop over the da
 
 import pyro.poutine as poutine
 import torch
+from pyro.distributions.util import scale_and_mask
 
 from . import traces
 
@@ -33,13 +34,16 @@ def site_log_prob(log_prob, particle_dim=None, plate_dim=None):
     return log_prob.sum(others) if others else log_prob  # (sum over an empty list of dims would sum all)
 
 
-def trace_log_prob(trace, particle_dim=None, plate_dim=None, select=None):
-    """The sum of :func:`site_log_prob` over the trace's sample sites (those ``select(name)`` accepts)."""
+def trace_log_prob(trace, particle_dim=None, plate_dim=None, select=None, scaled=True):
+    """The sum of :func:`site_log_prob` over the trace's sample sites (those ``select(name)`` accepts);
+    ``scaled=False`` leaves out each site's scale (a subsample's N / B), keeping its mask: the log densities of
+    the points themselves."""
     trace.compute_log_prob()
     total = torch.zeros(())
     for name, site in trace.nodes.items():
         if traces.is_sample(site) and (select is None or select(name)):
-            total = total + site_log_prob(site["log_prob"], particle_dim, plate_dim)
+            log_prob = site["log_prob"] if scaled else scale_and_mask(site["unscaled_log_prob"], mask=site["mask"])
+            total = total + site_log_prob(log_prob, particle_dim, plate_dim)
     return total
 
 
@@ -129,12 +133,13 @@ def log_weights(model, guide, args, kwargs, num_samples, max_plate_nesting, *, v
 
 def local_plate(model_trace, guide_trace):
     """(name, dim, size) of the innermost vectorized plate that holds every sample site of both traces (a
-    model with only local latents: per-data-point log-weights along it), or None (global latents)."""
+    model with only local latents: per-data-point log-weights along it), or None (global latents). A plate
+    of vectorized particles does not count."""
     common = None
     for trace in (model_trace, guide_trace):
         for site in trace.nodes.values():
             if traces.is_sample(site):
                 frames = {(f.name, f.dim, f.size) for f in site["cond_indep_stack"]
-                          if f.vectorized and f.dim is not None}
+                          if f.vectorized and f.dim is not None and f.name != traces.PARTICLE_PLATE}
                 common = frames if common is None else common & frames
     return max(common, key=lambda frame: frame[1]) if common else None

@@ -37,6 +37,7 @@ class Problem:
     broadcasts: bool = True  # every site carries an outer particle dimension when run in a particle plate
     threads: int = None  # intra-op threads to run on (None: torch's default), see vi_toolkit.isolation
     data_hash: str = ""
+    subsampled: bool = False  # a plate draws a mini-batch (subsample_size) on each run
 
     @classmethod
     def of(cls, model, *args, **kwargs):
@@ -74,7 +75,7 @@ class Problem:
             default=0,
         )
         return cls(model, tuple(args), dict(kwargs), latent, deterministic, mpn, broadcasts,
-                   threads_for(largest), data_hash)
+                   threads_for(largest), data_hash, bool(traces.subsample_indices(trace)))
 
     @property
     def dim(self):
@@ -117,8 +118,9 @@ def model_broadcasts(model, args, kwargs, max_plate_nesting, particles=PROBE_PAR
 
             vectorized = {n: trace.nodes[n]["value"] for n in latent_shapes}
             one_at_a_time = {n: v.reshape((particles,) + latent_shapes[n]) for n, v in vectorized.items()}
-            together = log_joint(model, args, kwargs, vectorized, max_plate_nesting, vectorized=True)
-            alone = log_joint(model, args, kwargs, one_at_a_time, max_plate_nesting, vectorized=False, vmap=False)
+            same_batch = poutine.condition(model, data=traces.subsample_indices(trace))  # one mini-batch for both
+            together = log_joint(same_batch, args, kwargs, vectorized, max_plate_nesting, vectorized=True)
+            alone = log_joint(same_batch, args, kwargs, one_at_a_time, max_plate_nesting, vectorized=False, vmap=False)
     except Exception:  # noqa: BLE001 - a shape error means: it does not broadcast
         return False
     return all(torch.allclose(a, b, rtol=1e-4, atol=1e-3, equal_nan=True) for a, b in zip(together, alone))

@@ -221,8 +221,9 @@ def _auto_particles(problem, objective_name):
     """``num_particles=None``: AUTO_PARTICLES for an ELBO (where particles only lower the gradient's noise)
     of a small model (largest tensor below the thread policy's size) that broadcasts over particles, where
     they cost about one particle's time and make both the fit and the stopping rule's judgement sharper;
-    else 1 (a model run once per particle, a large one, or an objective whose value depends on the count)."""
-    small = problem.threads == 1
+    else 1 (a model run once per particle, a large one, a mini-batched one, whose gradient noise is mostly
+    the batch's, or an objective whose value depends on the count)."""
+    small = problem.threads == 1 and not problem.subsampled
     return AUTO_PARTICLES if objective_name in _PARTICLES_ONLY_REDUCE_NOISE and small and problem.broadcasts else 1
 
 
