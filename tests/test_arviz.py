@@ -2,6 +2,7 @@
 and NUTS's per-draw sample_stats, checked by numbers (and by ArviZ's own LOO, WAIC, compare and plots)."""
 
 import random
+import warnings
 
 import arviz as az
 import numpy as np
@@ -197,3 +198,30 @@ def test_a_subset_of_nuts_draws_keeps_its_stats_with_it(nuts):
     sigma = full.posterior["sigma"].values.reshape(-1)
     for s, l in zip(idata.posterior["sigma"].values[0], idata.sample_stats["lp"].values[0]):
         assert l == lp[np.flatnonzero(sigma == s)[0]]
+
+
+def test_a_deterministic_site_in_a_plate_is_posterior_not_data():
+    """Non-centred eight schools written the usual way, ``theta = pyro.deterministic(...)`` inside the plate:
+    theta goes to the posterior group (mu + tau * theta_trans draw by draw), and log_likelihood,
+    posterior_predictive and observed_data hold y alone, with its exact pointwise log-likelihood."""
+    y = torch.tensor([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
+    sigma = torch.tensor([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
+
+    def schools(y, sigma):
+        mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+        tau = pyro.sample("tau", dist.HalfCauchy(5.0))
+        with pyro.plate("schools", len(y)):
+            theta_trans = pyro.sample("theta_trans", dist.Normal(0.0, 1.0))
+            theta = pyro.deterministic("theta", mu + tau * theta_trans)
+            pyro.sample("y", dist.Normal(theta, sigma), obs=y)
+
+    fit = vt.fit_vi(schools, "normal", y, sigma, steps=50, progress=False, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        idata = fit.to_inference_data(30, seed=0)
+    post = idata.posterior
+    np.testing.assert_allclose(post["theta"], post["mu"] + post["tau"] * post["theta_trans"], rtol=1e-5, atol=1e-4)
+    for group in ("log_likelihood", "posterior_predictive", "observed_data"):
+        assert list(idata[group].data_vars) == ["y"]
+    exact = dist.Normal(torch.as_tensor(post["theta"].values), sigma).log_prob(y).numpy()
+    np.testing.assert_allclose(idata.log_likelihood["y"].values, exact, rtol=1e-5, atol=1e-5)

@@ -53,9 +53,11 @@ def draws_from_inference_data(idata):
 
 
 def _observed(trace, conditioned=()):
-    """The observed sample sites of a trace, except the latent sites ``conditioned`` on draws: name -> site."""
+    """The observed sample sites of a trace, except the latent sites ``conditioned`` on draws and
+    ``pyro.deterministic`` sites (functions of the draws, recorded in the posterior group): name -> site."""
     return {name: site for name, site in trace.nodes.items()
-            if traces.is_sample(site) and site["is_observed"] and name not in conditioned}
+            if traces.is_sample(site) and site["is_observed"] and name not in conditioned
+            and not site["infer"].get("_deterministic")}
 
 
 def _pointwise(site, n):
