@@ -45,9 +45,9 @@ class Config:
     posteriors: posteriordb posteriors to run (empty: every translation NUTS validated, else every translation present)
     methods: methods of vi_toolkit.methods.METHODS (empty: every one present); pathfinder, dadvi, batch-match at their defaults
     seeds: fits per posterior and method, each on its own random streams
-    steps: upper bound on SVI steps per fit of the autoguide families (normal, mvn, lowrank, iaf, laplace)
-    lr: Adam step size of the autoguide fits
-    num_particles: Monte Carlo draws per gradient of the autoguide fits
+    steps: upper bound on SVI steps per fit of the autoguide families (normal, mvn, lowrank, iaf, laplace; 0: fit_vi's default)
+    lr: Adam step size of the autoguide fits (0: fit_vi's default)
+    num_particles: Monte Carlo draws per gradient of the autoguide fits (0: fit_vi's default)
     draws: NUTS draws kept per chain
     warmup: NUTS warm-up (adaptation) steps per chain
     chains: NUTS chains, run in parallel worker processes
@@ -58,9 +58,9 @@ class Config:
     posteriors: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
     seeds: int = 3
-    steps: int = 4000
-    lr: float = 0.01
-    num_particles: int = 8
+    steps: int = 0
+    lr: float = 0.0
+    num_particles: int = 0
     draws: int = 1000
     warmup: int = 1000
     chains: int = 2
@@ -98,10 +98,10 @@ def replicate_seeds(seed, n):
 
 
 def method_options(config, method):
-    """The fit budget of ``method`` from the config: SVI settings for the autoguide families, NUTS settings for
-    ``nuts``, none (the method's own defaults) for the others."""
+    """The fit budget of ``method`` from the config: SVI settings for the autoguide families (those set: 0 is
+    fit_vi's default), NUTS settings for ``nuts``, none (the method's own defaults) for the others."""
     names = {"fit_vi": VI_OPTIONS, "run_mcmc": NUTS_OPTIONS}.get(runner(method), ())
-    return {name: getattr(config, name) for name in names}
+    return {name: getattr(config, name) for name in names if getattr(config, name)}
 
 
 def one_line(exc):

@@ -98,6 +98,7 @@ def _figure(tables, k):
     bx.axvline(0.7, color="k", linestyle="--", linewidth=1)
     bx.set_xlabel(f"Pareto k-hat of {k} importance weights (clipped to [-0.5, 2])")
     for a in (ax, bx):
+        a.set_ylabel("test images")
         a.legend(fontsize=8)
         a.grid(alpha=0.3)
     fig.tight_layout()
