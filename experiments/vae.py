@@ -22,13 +22,12 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from vi_toolkit import models
-import vi_toolkit as vt
 from vi_toolkit import images, iwae, plots
 from vi_toolkit.errors import ConfigError
 from vi_toolkit.experiment import Experiment
 from vi_toolkit.experiments.common import save_captions
 from vi_toolkit.isolation import threads_limited
+from vi_toolkit.models.vae import train as train_vae
 
 
 @dataclass(frozen=True)
@@ -110,17 +109,12 @@ def _for_decoder(config, x, seed):
 def train(config, x, seed, checkpoint=None, progress=True):
     """Fit the VAE of ``config`` on ``x`` with fit_vi: (fitted VAE, VIResult). Steps = epochs * ceil(N/batch);
     constant Adam step size, decayed over the last 20% of the steps; a checkpoint every epoch."""
-    per_epoch = math.ceil(len(x) / config.batch_size)  # fit_vi counts steps; an epoch is per_epoch of them
-    pair = models.get(
-        "vae", x_dim=x.shape[1], z_dim=config.z_dim, hidden=config.hidden, activation=config.activation,
-        decoder=config.decoder, encoder_scale=config.encoder_scale or None, beta=config.beta,
-        warmup_steps=config.warmup_epochs * per_epoch, batch_size=config.batch_size,
-        binarize=config.binarize and config.decoder == "bernoulli", seed=seed,
-    )
-    fit = vt.fit_vi(pair.model, pair.guide, pair.prepare(x), objective=config.objective,
-                    steps=config.epochs * per_epoch, lr=config.lr, seed=seed, progress=progress,
-                    schedule=vt.Schedule(early_stop=False), checkpoint=checkpoint, checkpoint_every=per_epoch)
-    return fit.model.__self__, fit
+    per_epoch = math.ceil(len(x) / config.batch_size)  # the KL warm-up counts steps; an epoch is per_epoch of them
+    return train_vae(x, epochs=config.epochs, lr=config.lr, seed=seed, objective=config.objective, progress=progress,
+                     checkpoint=checkpoint, z_dim=config.z_dim, hidden=config.hidden, activation=config.activation,
+                     decoder=config.decoder, encoder_scale=config.encoder_scale or None, beta=config.beta,
+                     warmup_steps=config.warmup_epochs * per_epoch, batch_size=config.batch_size,
+                     binarize=config.binarize and config.decoder == "bernoulli")
 
 
 def grid(rows, shape, pad=1):

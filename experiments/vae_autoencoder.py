@@ -13,20 +13,18 @@ fixed scale) on scikit-learn's digits. The autoencoder is the VAE pair with its 
   adding v to the code of each test image of class s and decoding, how often does the classifier now say t?
 """
 
-import math
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-import vi_toolkit as vt
-from vi_toolkit import images, models, plots
+from vi_toolkit import images, plots
 from vi_toolkit.experiment import Experiment
 from vi_toolkit.experiments.common import save_captions
 from vi_toolkit.experiments.vae import image_figure
 from vi_toolkit.isolation import isolated, threads_limited
+from vi_toolkit.models.vae import train as train_vae
 
 
 @dataclass(frozen=True)
@@ -61,15 +59,10 @@ DEMO = {"epochs": 15, "samples": 200}
 
 
 def _train(config, x, seed, autoencoder):
-    per_epoch = math.ceil(len(x) / config.batch_size)
-    pair = models.get("vae", x_dim=x.shape[1], z_dim=config.z_dim, hidden=config.hidden, decoder="gaussian",
-                      decoder_scale=config.decoder_scale, batch_size=config.batch_size, seed=seed,
-                      encoder_scale=config.ae_encoder_scale if autoencoder else None,
-                      beta=config.ae_beta if autoencoder else 1.0)
-    fit = vt.fit_vi(pair.model, pair.guide, pair.prepare(x), objective="elbo-analytic",
-                    steps=config.epochs * per_epoch, lr=config.lr, seed=seed, progress=False,
-                    schedule=vt.Schedule(early_stop=False))
-    return fit.model.__self__
+    return train_vae(x, epochs=config.epochs, lr=config.lr, seed=seed, objective="elbo-analytic",
+                     z_dim=config.z_dim, hidden=config.hidden, decoder="gaussian", decoder_scale=config.decoder_scale,
+                     batch_size=config.batch_size, encoder_scale=config.ae_encoder_scale if autoencoder else None,
+                     beta=config.ae_beta if autoencoder else 1.0)[0]
 
 
 def perturbed_error(vae, x, radii, seed):

@@ -6,21 +6,19 @@ rate (mean KL(q(z|x) || p(z)), nats) and distortion (-E_q log p(x|z), nats) on t
 information gap (MIG) of the encoder means against the factors: 1 when each factor lives in one latent alone.
 """
 
-import math
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-import vi_toolkit as vt
 from vi_toolkit import iwae as iw
-from vi_toolkit import models
 from vi_toolkit.experiment import Experiment
 from vi_toolkit.experiments.common import save_captions
 from vi_toolkit.experiments.vae import image_figure
 from vi_toolkit.isolation import threads_limited
 from vi_toolkit.models.shapes import FACTORS, mig, mutual_information, squares
+from vi_toolkit.models.vae import train as train_vae
 
 
 @dataclass(frozen=True)
@@ -49,13 +47,8 @@ DEMO = {"betas": (1.0, 4.0, 16.0), "images": 2000, "epochs": 12}
 
 
 def _train(config, x, beta, seed):
-    per_epoch = math.ceil(len(x) / config.batch_size)
-    pair = models.get("vae", x_dim=x.shape[1], z_dim=config.z_dim, hidden=config.hidden, decoder="bernoulli",
-                      beta=beta, batch_size=config.batch_size, seed=seed)
-    fit = vt.fit_vi(pair.model, pair.guide, pair.prepare(x), objective="elbo-analytic",
-                    steps=config.epochs * per_epoch, lr=config.lr, seed=seed, progress=False,
-                    schedule=vt.Schedule(early_stop=False))
-    return fit.model.__self__
+    return train_vae(x, epochs=config.epochs, lr=config.lr, seed=seed, objective="elbo-analytic", z_dim=config.z_dim,
+                     hidden=config.hidden, decoder="bernoulli", beta=beta, batch_size=config.batch_size)[0]
 
 
 def _rd_figure(table):

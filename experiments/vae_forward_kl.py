@@ -18,12 +18,12 @@ import torch
 from matplotlib.figure import Figure
 
 import vi_toolkit as vt
-from vi_toolkit import images, models
-from vi_toolkit import iwae as iw
+from vi_toolkit import images
 from vi_toolkit.diagnostics import psis_khat
 from vi_toolkit.experiment import Experiment
 from vi_toolkit.experiments.common import save_captions
 from vi_toolkit.isolation import isolated, threads_limited
+from vi_toolkit.models.vae import train as train_vae
 
 
 @dataclass(frozen=True)
@@ -56,13 +56,8 @@ DEMO = {"epochs": 15, "wake_sleep_steps": 400, "particles": 20, "k": 200, "eval_
 
 
 def _train(config, x, seed):
-    per_epoch = math.ceil(len(x) / config.batch_size)
-    pair = models.get("vae", x_dim=x.shape[1], z_dim=config.z_dim, hidden=config.hidden, decoder="bernoulli",
-                      binarize=True, batch_size=config.batch_size, seed=seed)
-    fit = vt.fit_vi(pair.model, pair.guide, pair.prepare(x), objective="elbo-plain",
-                    steps=config.epochs * per_epoch, lr=config.lr, seed=seed, progress=False,
-                    schedule=vt.Schedule(early_stop=False))
-    return fit.model.__self__
+    return train_vae(x, epochs=config.epochs, lr=config.lr, seed=seed, z_dim=config.z_dim, hidden=config.hidden,
+                     decoder="bernoulli", binarize=True, batch_size=config.batch_size)[0]
 
 
 def _wake_sleep_encoder(vae, config, x, seed):

@@ -15,23 +15,21 @@
   each (the mean is the mode: E[log p(sample|z)] = log p(mean|z) - D/2).
 """
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-import vi_toolkit as vt
-from vi_toolkit import images, models, plots
+from vi_toolkit import images
 from vi_toolkit import iwae as iw
 from vi_toolkit.errors import ConfigError
 from vi_toolkit.experiment import Experiment
 from vi_toolkit.experiments.common import save_captions
 from vi_toolkit.experiments.vae import image_figure
 from vi_toolkit.isolation import isolated, threads_limited
+from vi_toolkit.models.vae import train as train_vae
 
 LABELS = {"bce": "BCE (Bernoulli)", "cbernoulli": "continuous Bernoulli", "gaussian": "Gaussian, fixed scale (MSE)",
           "gaussian-learned": "Gaussian, learned scale"}
@@ -121,13 +119,8 @@ def _pixel_figure(table):
 
 
 def _train(decoder, config, x, seed):
-    per_epoch = math.ceil(len(x) / config.batch_size)
-    pair = models.get("vae", x_dim=x.shape[1], z_dim=config.z_dim, hidden=config.hidden, decoder=decoder,
-                      decoder_scale=config.decoder_scale, batch_size=config.batch_size, seed=seed)
-    fit = vt.fit_vi(pair.model, pair.guide, pair.prepare(x), objective="elbo-plain",
-                    steps=config.epochs * per_epoch, lr=config.lr, seed=seed, progress=False,
-                    schedule=vt.Schedule(early_stop=False))
-    return fit.model.__self__, fit
+    return train_vae(x, epochs=config.epochs, lr=config.lr, seed=seed, z_dim=config.z_dim, hidden=config.hidden,
+                     decoder=decoder, decoder_scale=config.decoder_scale, batch_size=config.batch_size)
 
 
 def _classifier(data, seed):

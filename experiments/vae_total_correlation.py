@@ -8,7 +8,6 @@ S = Cov_n(E[z|x_n]) + mean_n Cov(z|x_n). Beside it, the mean TC of q(z|x) itself
 Both are trained with the Monte Carlo KL (the same estimator for both).
 """
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,13 +15,13 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-import vi_toolkit as vt
-from vi_toolkit import images, models
+from vi_toolkit import images
 from vi_toolkit import iwae as iw
 from vi_toolkit.experiment import Experiment
 from vi_toolkit.experiments.common import save_captions
 from vi_toolkit.isolation import threads_limited
 from vi_toolkit.models.vae import gaussian_total_correlation
+from vi_toolkit.models.vae import train as train_vae
 
 ENCODERS = {"diagonal": "diagonal q(z|x)", "full": "full-covariance q(z|x)"}
 
@@ -51,14 +50,9 @@ DEMO = {"epochs": 15}
 
 
 def _train(config, x, covariance, seed):
-    per_epoch = math.ceil(len(x) / config.batch_size)
-    pair = models.get("vae", x_dim=x.shape[1], z_dim=config.z_dim, hidden=config.hidden, decoder="gaussian",
-                      decoder_scale=config.decoder_scale, encoder_covariance=covariance,
-                      batch_size=config.batch_size, seed=seed)
-    fit = vt.fit_vi(pair.model, pair.guide, pair.prepare(x), objective="elbo-plain",
-                    steps=config.epochs * per_epoch, lr=config.lr, seed=seed, progress=False,
-                    schedule=vt.Schedule(early_stop=False))
-    return fit.model.__self__
+    return train_vae(x, epochs=config.epochs, lr=config.lr, seed=seed, z_dim=config.z_dim, hidden=config.hidden,
+                     decoder="gaussian", decoder_scale=config.decoder_scale, encoder_covariance=covariance,
+                     batch_size=config.batch_size)[0]
 
 
 def _correlation(cov):

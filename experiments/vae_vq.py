@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-import vi_toolkit as vt
-from vi_toolkit import images, models
+from vi_toolkit import images
 from vi_toolkit.experiment import Experiment
 from vi_toolkit.experiments.common import save_captions
 from vi_toolkit.experiments.vae import image_figure
 from vi_toolkit.isolation import threads_limited
 from vi_toolkit.models.vq_vae import VQVAE, perplexity
+from vi_toolkit.models.vae import train as train_vae
 
 
 @dataclass(frozen=True)
@@ -72,11 +72,9 @@ def _run(config, folder, seed):
                commitment=config.commitment, seed=seed)
     vq_losses = vq.fit(train, steps=steps, batch_size=config.batch_size, lr=config.lr, seed=seed)
     vq.fit_prior(train)
-    pair = models.get("vae", x_dim=data.dim, z_dim=config.z_dim, hidden=config.hidden, decoder="gaussian",
-                      decoder_scale=config.decoder_scale, batch_size=config.batch_size, seed=seed)
-    fit = vt.fit_vi(pair.model, pair.guide, pair.prepare(train), objective="elbo-analytic", steps=steps,
-                    lr=config.lr, seed=seed, progress=False, schedule=vt.Schedule(early_stop=False))
-    vae = fit.model.__self__
+    vae = train_vae(train, epochs=config.epochs, lr=config.lr, seed=seed, objective="elbo-analytic", z_dim=config.z_dim,
+                    hidden=config.hidden, decoder="gaussian", decoder_scale=config.decoder_scale,
+                    batch_size=config.batch_size)[0]
     usage = perplexity(vq.codes(x), config.codebook)
     rows, panels = [], []
     for name, model in (("VQ-VAE", vq), ("VAE", vae)):

@@ -400,3 +400,18 @@ class VAE(ModelPair, nn.Module):
         if out.likelihood == "bce":
             out.likelihood = out.decoder.likelihood = "cbernoulli"
         return out
+
+
+def train(x, *, epochs, lr, seed, objective="elbo-plain", progress=False, checkpoint=None, **options):
+    """``VAE(x_dim=x.shape[1], seed=seed, **options)`` fitted to the rows of ``x`` by :func:`vi_toolkit.fit_vi`
+    with ``objective`` for ``epochs`` passes of mini-batches of its ``batch_size`` at Adam step size ``lr``,
+    every step (a VAE's loss is too noisy for early stopping), checkpointed once per epoch where ``checkpoint``
+    names a file: (the trained VAE, the fit)."""
+    import vi_toolkit as vt
+
+    vae = VAE(x_dim=x.shape[1], seed=seed, **options)
+    per_epoch = math.ceil(len(x) / vae.batch_size)
+    fit = vt.fit_vi(vae.model, vae.guide, vae.prepare(x), objective=objective, steps=epochs * per_epoch, lr=lr,
+                    seed=seed, progress=progress, schedule=vt.Schedule(early_stop=False), checkpoint=checkpoint,
+                    checkpoint_every=per_epoch)
+    return fit.model.__self__, fit

@@ -10,7 +10,6 @@ import torch
 from vi_toolkit import experiments, models
 from vi_toolkit.experiment import build_config, run_experiment
 from vi_toolkit.isolation import isolated
-from vi_toolkit.models.linear_vae import ppca_data
 from vi_toolkit.run_folder import RunFolder
 
 
