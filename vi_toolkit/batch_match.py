@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 
 from .errors import ConfigError, NumericalError
 from .problem import Problem
-from .unconstrained_gaussian import gaussian_result, log_density_and_score, target
+from .log_density import precise_target
+from .unconstrained_gaussian import gaussian_result, log_density_and_score
 from .validate import positive, whole
 from .validate import seed as check_seed
 
@@ -50,7 +51,7 @@ def batch_and_match(model, *args, batch_size=16, steps=200, learning_rate=None, 
     start = time.perf_counter()
     problem = Problem.of(model, *args, **model_kwargs)
     rng = np.random.default_rng(seed)
-    with target(problem, seed) as density:
+    with precise_target(problem, seed) as density:
         dim = density.dim
         lambda_0 = batch_size * dim if learning_rate is None else positive("learning_rate", learning_rate)
         mean, covariance = _start(init, dim)

@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 
 from .errors import NumericalError
 from .problem import Problem
-from .unconstrained_gaussian import gaussian_result, target
+from .log_density import precise_target
+from .unconstrained_gaussian import gaussian_result
 from .validate import seed as check_seed
 from .validate import whole
 
@@ -62,7 +63,7 @@ def dadvi(model, *args, num_draws=30, seed=0, progress=False, lrvb=True, **model
     seed = check_seed(seed)
     start = time.perf_counter()
     problem = Problem.of(model, *args, **model_kwargs)
-    with target(problem, seed) as density:
+    with precise_target(problem, seed) as density:
         dim = density.dim
         eps = torch.as_tensor(np.random.default_rng(seed).standard_normal((num_draws, dim)))
         objective = _Objective(density, eps)

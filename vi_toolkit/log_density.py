@@ -5,10 +5,15 @@ z = T(u), site by site with ``biject_to(support)``, and give ``log p(T(u)) + log
 part) and ``log p(x | T(u))`` (the likelihood), each (P,) and differentiable in u. The densities themselves
 come from :func:`vi_toolkit.log_weights.log_joint`: vectorized where the model broadcasts over particles, and
 one particle at a time where not (batched by ``torch.func.vmap`` where that is exact, else in a loop).
+:func:`precise_target` runs it on float64 data where the model computes in float64 and agrees there with its own
+run: what Newton, DADVI and batch-and-match steps need on an ill-conditioned posterior.
 """
 
+import contextlib
+import copy
 import math
 
+import pyro
 import pyro.poutine as poutine
 import torch
 from torch.distributions import biject_to
@@ -111,3 +116,40 @@ class UnconstrainedModel:
         draws, _ = traces.site_draws(self.model, self.args, self.kwargs, shapes, n, self.mpn,
                                      vectorized=self.vectorized)
         return self.unconstrained(draws)
+
+
+def _double(obj):
+    """``obj`` (tensors, or tuples, lists and dicts of them) with every floating-point tensor in float64."""
+    if isinstance(obj, torch.Tensor):
+        return obj.double() if obj.is_floating_point() else obj
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_double(item) for item in obj)
+    if isinstance(obj, dict):
+        return {key: _double(value) for key, value in obj.items()}
+    return obj
+
+
+@contextlib.contextmanager
+def precise_target(problem, seed):
+    """The model's :class:`UnconstrainedModel` on a private stream ``seed`` and the problem's thread count, run
+    on float64 data where the model computes in float64 there and agrees with its run on its own data (to
+    1e-4 at u = 0), else on its own data (a model holding float32 modules, say); ``dtype`` on the yielded object
+    says which, and is the dtype to give it u in. Torch's default dtype is left alone. Pyro's argument
+    validation is off in the block: a value outside a distribution's support (an overflowing trial step) gives
+    a non-finite density, which the fit handles, not an exception."""
+    with problem.isolated(seed), pyro.validation_enabled(False):
+        model = UnconstrainedModel(problem.model, problem.args, problem.kwargs, problem.max_plate_nesting,
+                                   problem.broadcasts)
+        model.dtype = torch.get_default_dtype()
+        try:
+            # the same sites, read off the model's run on its own data (a run on float64 data would draw
+            # float32 prior values to put beside it), evaluated on float64 data
+            precise = copy.copy(model)
+            precise.args, precise.kwargs = _double(problem.args), _double(problem.kwargs)
+            u = torch.zeros(2, precise.dim, dtype=torch.float64)
+            own, ran = sum(model.densities(u.to(model.dtype))), sum(precise.densities(u))
+            if ran.dtype == torch.float64 and torch.allclose(ran, own.double(), rtol=1e-4, atol=1e-3):
+                model, model.dtype = precise, torch.float64
+        except Exception:  # noqa: BLE001 - a model that fails on float64 data runs on its own data
+            pass
+        yield model

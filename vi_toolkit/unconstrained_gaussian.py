@@ -2,7 +2,7 @@
 
 This module's one job is what such fits share around their own update rule: the model's log density in the
 coordinates of :class:`~vi_toolkit.log_density.UnconstrainedModel`, in double precision where the model runs
-so (:func:`target`), and the fitted Gaussian N(loc, covariance) over those coordinates as a posterior result
+so (:func:`vi_toolkit.log_density.precise_target`), and the fitted Gaussian N(loc, covariance) over those coordinates as a posterior result
 (:class:`GaussianResult`). The result is a :class:`~vi_toolkit.VIResult` whose guide is Pyro's
 ``AutoMultivariateNormal`` holding loc and covariance as buffers (as Pyro's own Laplace approximation does): its
 latent vector is the same flattening of the same per-site ``biject_to(support)`` coordinates, so draws
@@ -10,54 +10,13 @@ latent vector is the same flattening of the same per-site ``biject_to(support)``
 ``save`` are the VI result's own code.
 """
 
-import contextlib
-import copy
-
 import pyro
 import torch
 from pyro.infer.autoguide import AutoMultivariateNormal
 
 from . import traces
 from .errors import NumericalError
-from .log_density import UnconstrainedModel
 from .vi_result import VIResult
-
-
-def _double(obj):
-    """``obj`` (tensors, or tuples, lists and dicts of them) with every floating-point tensor in float64."""
-    if isinstance(obj, torch.Tensor):
-        return obj.double() if obj.is_floating_point() else obj
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_double(item) for item in obj)
-    if isinstance(obj, dict):
-        return {key: _double(value) for key, value in obj.items()}
-    return obj
-
-
-@contextlib.contextmanager
-def target(problem, seed):
-    """The model's :class:`UnconstrainedModel` on a private stream ``seed`` and the problem's thread count, run
-    on float64 data where the model computes in float64 there and agrees with its run on its own data (to
-    1e-4 at u = 0), else on its own data (a model holding float32 modules, say); ``dtype`` on the yielded object
-    says which, and is the dtype to give it u in. Torch's default dtype is left alone. Pyro's argument
-    validation is off in the block: a value outside a distribution's support (an overflowing trial step) gives
-    a non-finite density, which the fit handles, not an exception."""
-    with problem.isolated(seed), pyro.validation_enabled(False):
-        model = UnconstrainedModel(problem.model, problem.args, problem.kwargs, problem.max_plate_nesting,
-                                   problem.broadcasts)
-        model.dtype = torch.get_default_dtype()
-        try:
-            # the same sites, read off the model's run on its own data (a run on float64 data would draw
-            # float32 prior values to put beside it), evaluated on float64 data
-            precise = copy.copy(model)
-            precise.args, precise.kwargs = _double(problem.args), _double(problem.kwargs)
-            u = torch.zeros(2, precise.dim, dtype=torch.float64)
-            own, ran = sum(model.densities(u.to(model.dtype))), sum(precise.densities(u))
-            if ran.dtype == torch.float64 and torch.allclose(ran, own.double(), rtol=1e-4, atol=1e-3):
-                model, model.dtype = precise, torch.float64
-        except Exception:  # noqa: BLE001 - a model that fails on float64 data runs on its own data
-            pass
-        yield model
 
 
 def log_density_and_score(model, u):
