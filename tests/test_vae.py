@@ -234,7 +234,17 @@ def test_mini_batched_pairs_run_their_particles_vectorized():
         with pyro.plate("data", len(y), subsample_size=16) as idx:
             pyro.sample("y", pyro.distributions.Normal((x[idx] * beta).sum(-1), 1.0), obs=y[idx])
 
-    assert Problem.of(pair.model, pair.prepare(x)).broadcasts
-    assert Problem.of(regression, x, x[:, 0]).broadcasts
+    def full_batch(x, y):
+        beta = pyro.sample("beta", pyro.distributions.Normal(0.0, 1.0).expand([4]).to_event(1))
+        with pyro.plate("data", len(y)):
+            pyro.sample("y", pyro.distributions.Normal((x * beta).sum(-1), 1.0), obs=y)
+
+    vae_problem = Problem.of(pair.model, pair.prepare(x))
+    assert vae_problem.broadcasts and vae_problem.subsampled
+    assert Problem.of(regression, x, x[:, 0]).broadcasts and Problem.of(regression, x, x[:, 0]).subsampled
+    assert not Problem.of(full_batch, x, x[:, 0]).subsampled  # a plate without subsample_size draws no batch
     fit = vt.fit_vi(pair.model, pair.guide, pair.prepare(x), num_particles=4, steps=2, progress=False, seed=0)
     assert fit.info["vectorized_particles"]
+    # num_particles=None: 1 on a mini-batched model (its noise is the batch's), 32 on a small full-batch one
+    assert vt.fit_vi(pair.model, pair.guide, pair.prepare(x), steps=2, progress=False).info["num_particles"] == 1
+    assert vt.fit_vi(full_batch, "normal", x, x[:, 0], steps=2, progress=False).info["num_particles"] == 32

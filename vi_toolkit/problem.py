@@ -75,7 +75,7 @@ class Problem:
             default=0,
         )
         return cls(model, tuple(args), dict(kwargs), latent, deterministic, mpn, broadcasts,
-                   threads_for(largest), data_hash, bool(traces.subsample_indices(trace)))
+                   threads_for(largest), data_hash, traces.subsampled(trace))
 
     @property
     def dim(self):

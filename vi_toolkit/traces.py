@@ -167,6 +167,13 @@ def subsample_indices(trace):
             if site["type"] == "sample" and isinstance(site["fn"], Subsample)}
 
 
+def subsampled(trace):
+    """Whether a plate of ``trace`` draws a mini-batch: a subsample smaller than the plate."""
+    return any(site["type"] == "sample" and isinstance(site["fn"], Subsample)
+               and site["fn"].subsample_size is not None and site["fn"].subsample_size < site["fn"].size
+               for site in trace.nodes.values())
+
+
 def _stack(outputs):
     """Per-particle outputs (tensors, or tuples or dicts of them) stacked along a new first dimension."""
     first = outputs[0]
