@@ -1,7 +1,7 @@
 """Validate the Pyro translations of the posteriordb corpus: NUTS (``run_mcmc``) against the reference draws.
 
     python benchmarks/corpus_nuts.py [NAME ...] [--root FOLDER] [--draws 1000] [--warmup 1000] [--force]
-                                     [--init pathfinder]
+                                     [--init pathfinder|laplace]
 
 A translation is validated when every reference parameter's NUTS mean lies within 0.15 reference sds of the
 reference mean and its sd is 0.85-1.15 of the reference sd (posteriordb issue, acceptance 1; 2 x 1000 draws give
@@ -10,7 +10,8 @@ a Monte Carlo standard error of about 0.03 sds on the mean and 0.02 on the sd ra
 and the table of all of them in ``benchmarks/results/corpus_nuts.json``.
 
 ``--init pathfinder`` starts each chain at a Pathfinder draw with the inverse mass matrix fixed to Pathfinder's
-dense covariance (``run_mcmc(init=...)``): still exact MCMC (any fixed mass matrix leaves the posterior invariant,
+dense covariance (``run_mcmc(init=...)``; ``--init laplace``: the same from ``fit_vi(model, "laplace")``): still
+exact MCMC (any fixed mass matrix leaves the posterior invariant,
 and the comparison with the reference draws checks the result), and on posteriors with unstandardized predictors
 (correlations near -0.99) far cheaper than NUTS's diagonal adaptation from its default start.
 """
@@ -30,15 +31,19 @@ MEAN_TOL, SD_RANGE = 0.15, (0.85, 1.15)
 
 
 def validate(name, root, draws, warmup, seed=0, init=None):
-    """One posterior's record: NUTS (started from ``init``: None or "pathfinder") against the reference draws,
-    and whether it validates."""
+    """One posterior's record: NUTS (started from ``init``: None, "pathfinder" or "laplace") against the
+    reference draws, and whether it validates."""
     import vi_toolkit as vt
     from vi_toolkit.models.posteriordb_targets import load_target
 
     label, pair, args, reference = load_target(name, root=root)
     problem = vt.Problem.of(pair.model, *args)
     t0 = time.perf_counter()
-    start = vt.pathfinder(problem, seed=seed) if init == "pathfinder" else None
+    start = None
+    if init == "pathfinder":
+        start = vt.pathfinder(problem, seed=seed)
+    elif init == "laplace":
+        start = vt.fit_vi(problem, "laplace", seed=seed, progress=False)
     mcmc = vt.run_mcmc(problem, draws=draws, warmup=warmup, chains=2, seed=seed, progress=False, init=start)
     row = vt.compare({"nuts": mcmc}, reference).iloc[0]
     record = {
@@ -60,8 +65,8 @@ def main():
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--force", action="store_true", help="re-run posteriors that have a record already")
-    parser.add_argument("--init", choices=["pathfinder"], default=None,
-                        help="start from Pathfinder with its dense covariance as the mass matrix")
+    parser.add_argument("--init", choices=["pathfinder", "laplace"], default=None,
+                        help="start from Pathfinder (or fit_vi's Laplace fit) with its dense covariance as the mass matrix")
     args = parser.parse_args()
 
     from vi_toolkit import posteriordb
