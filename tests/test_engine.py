@@ -181,6 +181,7 @@ def test_a_model_that_raises_mid_fit_names_the_step_and_keeps_the_last_parameter
             pyro.sample("y", dist.Normal(mu, 1.0), obs=y)
 
     with pytest.raises(vt.ModelGuideError, match="SVI step") as info:
-        vt.fit_vi(flaky, "normal", torch.ones(5), jit=False, progress=False)
+        # init=False: the model's calls are counted, and a Laplace start's search for the mode would add to them
+        vt.fit_vi(flaky, "normal", torch.ones(5), jit=False, progress=False, init=False)
     assert info.value.step > 0 and info.value.partial_result is not None
     assert len(info.value.partial_result.losses) == info.value.step
