@@ -45,7 +45,8 @@ def test_full_rank_elbo_is_within_0_05_nats_of_log_evidence(regression, full_ran
     log_z = regression[3]
     estimate = full_rank[1].elbo
     assert estimate.se < 0.005  # 100,000 weights: the Monte Carlo error is far below the tolerance
-    assert log_z - 0.05 < estimate.value < log_z + 3 * estimate.se
+    # float32 log-weights round at ~1e-7 relative: a fit on the posterior itself can sit a hair above log_z
+    assert log_z - 0.05 < estimate.value < log_z + 3 * estimate.se + 1e-6 * abs(log_z)
 
 
 def test_mean_field_gap_is_the_exact_kl(regression, mean_field):

@@ -189,7 +189,7 @@ def test_regression_draws_and_log_weights(data, regression_fit):
     assert log_w.shape == (4000,) and torch.isfinite(log_w).all()
     elbo = log_z - gaussian_kl(*guide_moments(regression_fit), mean, cov)
     assert abs(float(log_w.mean()) - elbo) < 4 * float(log_w.std()) / math.sqrt(4000) + 0.005
-    assert regression_fit.elbo(1000, seed=3) < log_z
+    assert regression_fit.elbo(1000, seed=3) < log_z + 1e-6 * abs(log_z)  # (float32 rounding of an exact fit)
 
 
 def test_fit_to_draws_recovers_the_exact_posterior(data):
@@ -248,7 +248,7 @@ def test_loop_model_bounds_draws_and_fit_to_draws(loop_data, loop_fit):
     q_loc, q_cov = guide_moments(loop_fit)
     kl = gaussian_kl(q_loc, q_cov, torch.tensor([m]), torch.tensor([[s**2]]))
     assert abs(b.gap.value - kl) < 4 * b.gap.se + 0.005
-    assert b.iwae[100].value < log_z + 4 * b.iwae[100].se
+    assert b.iwae[100].value < log_z + 4 * b.iwae[100].se + 1e-6 * abs(log_z)  # (float32 rounding, exact fit)
     assert abs(b.ais.value - log_z) < max(4 * b.ais.se, 0.1)
     draws = loop_fit.draws(100)
     assert draws["mu"].shape == (100,) and (draws["n_obs"] == 10).all()

@@ -14,7 +14,9 @@ import torch
 from pyro.distributions import (Delta, Independent, LowRankMultivariateNormal, MultivariateNormal, Normal,
                                  TransformedDistribution)
 from pyro.distributions.transforms import LowerCholeskyAffine
+from pyro.distributions import constraints
 from pyro.infer import autoguide
+from pyro.nn import PyroParam
 from torch import nn
 
 from .errors import ModelGuideError
@@ -35,7 +37,11 @@ class _WhitenedContinuous:
             raise ModelGuideError(f"the Gaussian start has {len(self._start_loc)} dimensions, the model's latent "
                                   f"sites {self.latent_dim}: start from a result of the same model and data")
         if isinstance(getattr(self, "loc", None), nn.Parameter):
-            self.loc = nn.Parameter(torch.zeros(self.latent_dim))  # a = 0: the start's mean
+            # a = 0: the start's mean. A PyroParam, not Pyro's plain nn.Parameter: PyroModule returns a plain
+            # parameter itself, not what its pyro.param statement gives, so the sticking-the-landing gradient
+            # (which detaches parameters at those statements) would keep the loc's score term and its noise
+            del self.loc
+            self.loc = PyroParam(torch.zeros(self.latent_dim), constraints.real)
 
     def _affine(self):
         return LowerCholeskyAffine(self._start_loc, self._start_scale_tril)
