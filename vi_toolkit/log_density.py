@@ -118,14 +118,14 @@ class UnconstrainedModel:
         return self.unconstrained(draws)
 
 
-def _double(obj):
+def as_float64(obj):
     """``obj`` (tensors, or tuples, lists and dicts of them) with every floating-point tensor in float64."""
     if isinstance(obj, torch.Tensor):
         return obj.double() if obj.is_floating_point() else obj
     if isinstance(obj, (tuple, list)):
-        return type(obj)(_double(item) for item in obj)
+        return type(obj)(as_float64(item) for item in obj)
     if isinstance(obj, dict):
-        return {key: _double(value) for key, value in obj.items()}
+        return {key: as_float64(value) for key, value in obj.items()}
     return obj
 
 
@@ -145,7 +145,7 @@ def precise_target(problem, seed):
             # the same sites, read off the model's run on its own data (a run on float64 data would draw
             # float32 prior values to put beside it), evaluated on float64 data
             precise = copy.copy(model)
-            precise.args, precise.kwargs = _double(problem.args), _double(problem.kwargs)
+            precise.args, precise.kwargs = as_float64(problem.args), as_float64(problem.kwargs)
             u = torch.zeros(2, precise.dim, dtype=torch.float64)
             own, ran = sum(model.densities(u.to(model.dtype))), sum(precise.densities(u))
             if ran.dtype == torch.float64 and torch.allclose(ran, own.double(), rtol=1e-4, atol=1e-3):

@@ -23,7 +23,7 @@ from scipy.optimize import minimize
 
 from .diagnostics import MIN_DRAWS, psis_khat
 from .errors import ModelGuideError, NumericalError
-from .log_density import UnconstrainedModel
+from .log_density import UnconstrainedModel, as_float64
 from .problem import Problem
 from .traces import Structure, is_latent
 from .validate import positive, whole
@@ -65,17 +65,6 @@ def _normal(loc, cov):
     return None if info else dist.MultivariateNormal(loc, scale_tril=cholesky)
 
 
-def _as_float64(data):
-    """``data`` with every floating-point tensor in it (through tuples, lists and dicts) as float64."""
-    if isinstance(data, torch.Tensor):
-        return data.double() if data.is_floating_point() else data
-    if isinstance(data, (tuple, list)):
-        return type(data)(_as_float64(item) for item in data)
-    if isinstance(data, dict):
-        return {key: _as_float64(item) for key, item in data.items()}
-    return data
-
-
 @contextlib.contextmanager
 def _default_dtype(dtype):
     """torch's default dtype is ``dtype`` inside the block and the caller's after it."""
@@ -107,7 +96,7 @@ class _Density:
         self.dtype = torch.get_default_dtype()
         try:
             with _default_dtype(torch.float64):
-                precise = build(_as_float64(problem.args), _as_float64(problem.kwargs))
+                precise = build(as_float64(problem.args), as_float64(problem.kwargs))
                 u = torch.zeros(2, precise.dim, dtype=torch.float64)
                 ran = sum(precise.densities(u))
             if ran.dtype == torch.float64 and torch.allclose(ran, self(u), rtol=1e-4, atol=1e-3):
