@@ -13,6 +13,8 @@ import vi_toolkit as vt
 from vi_toolkit.bounds import AIS, bounds, cubo, elbo, iwae, log_mean_exp
 from vi_toolkit.errors import ConfigError
 
+import fitted
+
 
 @pytest.fixture(scope="module")
 def regression():
@@ -53,7 +55,7 @@ def test_mean_field_gap_is_the_exact_kl(regression, mean_field):
     """log p(y) - ELBO(q) = KL(q||p) for any q; here q = N(m, diag s^2) and p = N(mu, S) in closed form."""
     result, b = mean_field
     p = regression[4]
-    m, s = result.params["AutoNormal.locs.beta"].double(), result.params["AutoNormal.scales.beta"].double()
+    m, s = (value.double() for value in fitted.mean_field(result, "beta"))
     mu, cov = p.loc.double(), p.covariance_matrix.double()
     precision = torch.linalg.inv(cov)
     kl = 0.5 * (

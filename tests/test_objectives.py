@@ -13,6 +13,8 @@ from vi_toolkit import models
 import vi_toolkit as vt
 from vi_toolkit.objectives import make_elbo
 
+from fitted import mean_field
+
 FORWARD = dict(steps=1000, lr=0.03, progress=False, seed=0, schedule=vt.Schedule(early_stop=False))
 
 
@@ -22,7 +24,7 @@ def gaussian():
 
 
 def _variances(result):
-    return result.params["AutoNormal.scales.z"] ** 2
+    return mean_field(result, "z")[1] ** 2
 
 
 def test_targets_exact_optima(gaussian):

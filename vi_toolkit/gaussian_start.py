@@ -38,21 +38,9 @@ class GaussianStart:
     grad_evals: int
     source: str
 
-    sites: tuple = ()  # (name, transform, shape) of each latent site, in packing order
-
     @property
     def scale_tril(self):
         return torch.linalg.cholesky(self.cov)
-
-    def site_values(self, model=None):
-        """site -> constrained value at ``loc`` (the mode), for ``init_to_value``."""
-        values, start = {}, 0
-        for name, transform, shape in self.sites:
-            u_shape = tuple(transform.inv.forward_shape(shape))
-            size = math.prod(u_shape)
-            values[name] = transform(self.loc[start : start + size].reshape(u_shape)).detach()
-            start += size
-        return values
 
 
 def from_result(result, dim):
@@ -123,15 +111,14 @@ def _highest_mode(target):
             best, best_value = start, value
     if best is None:
         return None, reasons[0]
-    return GaussianStart(best.loc, best.cov, grad_evals, best.source, best.sites), ""
+    return GaussianStart(best.loc, best.cov, grad_evals, best.source), ""
 
 
 def _at(target, u, values, vectors, grad_evals):
     """The start N(u, H^-1) from H's eigendecomposition, in torch's default dtype."""
     dtype = torch.get_default_dtype()
     cov = (vectors @ torch.diag(1.0 / values) @ vectors.T).to(dtype)
-    sites = tuple((name, transform, shape) for name, (transform, shape, _) in target.sites.items())
-    return GaussianStart(u.to(dtype), 0.5 * (cov + cov.T), grad_evals, "laplace", sites), ""
+    return GaussianStart(u.to(dtype), 0.5 * (cov + cov.T), grad_evals, "laplace"), ""
 
 
 def _laplace(target, u0, max_iter=200):

@@ -1,11 +1,13 @@
-"""Autoguides by name: ``fit_vi(model, "normal", ...)`` builds ``AutoNormal(model)``."""
+"""Autoguides by name: ``fit_vi(model, "mvn", ...)`` builds ``AutoMultivariateNormal(model)``, whitened by the
+Laplace start where there is one (:mod:`vi_toolkit.whitened_guides`; there ``"normal"`` is the whitened
+diagonal family)."""
 
 from pyro.infer import autoguide
 
 from .errors import UnknownNameError
 
 AUTOGUIDES = {
-    "normal": autoguide.AutoNormal,  # mean-field Gaussian, one site at a time
+    "normal": autoguide.AutoNormal,  # mean-field Gaussian (one site at a time where there is no Laplace start)
     "diag": autoguide.AutoDiagonalNormal,  # mean-field Gaussian on the flattened latent vector
     "mvn": autoguide.AutoMultivariateNormal,  # full-rank Gaussian
     "lowrank": autoguide.AutoLowRankMultivariateNormal,

@@ -14,7 +14,7 @@ from .errors import ConfigError, UnknownNameError
 # name -> (how it runs, description). How: "fit_vi" (the autoguide family of that name), "run_mcmc", or
 # "module:function", called as function(model, *args, seed=seed, progress=progress, **options)
 _REGISTRY = {
-    "normal": ("fit_vi", "mean-field Gaussian VI (AutoNormal) by fit_vi"),
+    "normal": ("fit_vi", "mean-field Gaussian VI by fit_vi"),
     "mvn": ("fit_vi", "full-rank Gaussian VI (AutoMultivariateNormal) by fit_vi"),
     "lowrank": ("fit_vi", "low-rank plus diagonal Gaussian VI (AutoLowRankMultivariateNormal) by fit_vi"),
     "iaf": ("fit_vi", "inverse autoregressive flow VI (AutoIAFNormal) by fit_vi"),

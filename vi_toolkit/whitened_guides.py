@@ -7,7 +7,9 @@ of a Gaussian) for the mean-field and low-rank families, so that each family sta
 fit starts at the start's Gaussian (a = 0, unit scales) and Adam's step size ``lr`` is then a fraction of a
 posterior sd in every direction. The fitted distribution over u is the same family as Pyro's; only its
 parameters are stored whitened (``loc`` is a, the mean is m + L a), under the class's own name, so that
-nobody reads them as Pyro's. ``"normal"`` (Pyro's per-site ``AutoNormal``) is only started at the mode.
+nobody reads them as Pyro's. ``"normal"`` and ``"diag"`` are both the whitened diagonal family: Pyro's per-site
+``AutoNormal`` steps in absolute units, and on an unstandardized regression its NaN gradients or 144-sd errors
+were the rule (a user who wants it passes ``AutoNormal(model)`` itself).
 """
 
 import torch
@@ -103,7 +105,7 @@ class WhitenedLaplaceApproximation(_WhitenedContinuous, autoguide.AutoLaplaceApp
 WHITENED = {
     "mvn": WhitenedMultivariateNormal,
     "diag": WhitenedDiagonalNormal,
-    "normal": autoguide.AutoNormal,  # kept as Pyro's (users read its per-site locs and scales): started only
+    "normal": WhitenedDiagonalNormal,
     "lowrank": WhitenedLowRankMultivariateNormal,
     "iaf": WhitenedIAFNormal,
     "laplace": WhitenedLaplaceApproximation,
@@ -111,14 +113,7 @@ WHITENED = {
 
 
 def whitened_guide(name, model, start):
-    """The whitened autoguide of family ``name`` (a key of :data:`WHITENED`) starting at ``start``; for
-    ``"normal"`` Pyro's ``AutoNormal`` itself, its locs started at the mode and its scales at the median
-    conditional sd (its parameters keep their meaning, which users and tests read by name)."""
-    if name == "normal":
-        values = start.site_values(model)
-        sds = torch.linalg.inv(start.cov).diagonal().rsqrt()
-        return autoguide.AutoNormal(model, init_loc_fn=autoguide.init_to_value(values=values),
-                                    init_scale=float(sds.median()))
+    """The whitened autoguide of family ``name`` (a key of :data:`WHITENED`) starting at ``start``."""
     if name in _FULL:
         L = start.scale_tril
     else:  # the conditional sds 1 / sqrt(diag H), H = cov^-1
