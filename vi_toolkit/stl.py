@@ -7,7 +7,7 @@ gradient stays unbiased, and its variance vanishes where q equals the posterior,
 instead of jittering around the optimum. (BlackJAX's mean-field VI uses it by default.)
 
 Only parameters whose ``pyro.param`` statement gives the value used are detached: ``pyro.param`` guides,
-``PyroParam`` attributes (Pyro's ``AutoNormal``, and every autoguide ``fit_vi`` builds by name). A guide that calls
+``PyroParam`` attributes (Pyro's ``AutoNormal``, and every autoguide ``fit_vi`` builds by name, whitened or not). A guide that calls
 ``torch.nn`` modules directly, and the plain ``nn.Parameter`` loc of Pyro's own ``AutoContinuous`` guides (which
 ``PyroModule`` returns itself), keep the full reparameterized gradient for those: also unbiased, not zero-variance.
 Non-reparameterized sites keep their score-function terms unchanged.

@@ -46,13 +46,14 @@ def fit_vi(
       loss stops improving, then a geometric decay to ``lr/100`` over the last 20% of ``steps``, then stop).
     - ``init``: where an autoguide named ``"normal"``, ``"diag"``, ``"mvn"``, ``"lowrank"``, ``"iaf"`` or
       ``"laplace"`` starts. None (default): at the Laplace approximation of the posterior in unconstrained
-      coordinates (its mode by L-BFGS and Newton steps, the inverse Hessian there), and the guide is fitted in
-      coordinates whitened by it (:mod:`vi_toolkit.whitened_guides`), so that ill-conditioned posteriors and
-      wide priors need no tuning; where the model has no usable mode, Pyro's own start (``info["start"]``
+      coordinates (the highest mode damped Newton steps find from the origin and prior draws, the inverse Hessian
+      there), and the guide is fitted in coordinates whitened by it (:mod:`vi_toolkit.whitened_guides`;
+      ``"normal"`` is then the whitened mean-field family), so that ill-conditioned posteriors and wide priors
+      need no tuning; where the model has no usable mode, Pyro's own start (``info["start"]``
       says why). A result with ``gaussian()`` (``vt.pathfinder(...)``): start at and whiten by its Gaussian.
       False: Pyro's autoguide as it is. ``info["grad_evals"]`` counts the start's gradients with the steps'.
     - ``num_particles``: Monte Carlo draws per gradient; > 1 vectorizes them where the model broadcasts, else
-      loops over them. None (default): 8 for an ELBO objective on a small model that broadcasts (they cost
+      loops over them. None (default): 32 for an ELBO objective on a small model that broadcasts (they cost
       about what one does there), else 1 (see :func:`vi_toolkit.svi._auto_particles`).
     - ``jit``: use the JIT-compiled ELBO where it compiles and agrees with the plain one (checked).
     - ``max_seconds``: a time budget (set-up included): the schedule's decay starts when the last ``cooldown``
