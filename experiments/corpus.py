@@ -4,8 +4,9 @@ For each (posterior, method, seed) the method runs by name (:func:`vi_toolkit.me
 :func:`vi_toolkit.compare` sets its draws against posteriordb's reference draws: one row per fit, a method that
 raises being a row with its one-line error. The posteriors are the Pyro translations that NUTS validated
 (``benchmarks/corpus_nuts.py`` writes ``benchmarks/results/corpus_nuts/<name>.json``), or every translation
-present when there are no such records. Without a posteriordb folder the experiment runs nothing and says how
-to point to one.
+present when there are no such records. Where NUTS is not among the methods run, those records are NUTS's rows
+(method ``nuts (records)``: the same yardstick, at the records' own draws, start and load). Without a posteriordb
+folder the experiment runs nothing and says how to point to one.
 """
 
 import json
@@ -33,6 +34,8 @@ CLOSE_MEAN, CLOSE_SD = 0.1, (0.9, 1.1)  # a close fit: every mean within 0.1 ref
 BAD_MEAN, BAD_SD = 0.3, (0.7, 1.3)  # a bad fit: some mean off by more than 0.3 sds, or some sd ratio outside 0.7-1.3
 HEAT_RANGE = (0.01, 10.0)  # colour range of the error heat map (reference sds); beyond it the end colours
 VI_OPTIONS, NUTS_OPTIONS = ("steps", "lr", "num_particles"), ("draws", "warmup", "chains")
+RECORDS_METHOD = "nuts (records)"  # NUTS's rows read from its validation records rather than run again
+RECORD_COLUMNS = ("std_mean_error_max", "sd_ratio_min", "sd_ratio_max", "w1_max", "seconds", "grad_evals")
 FIRST_COLUMNS = ["posterior", "method", "seed", "parameters", "std_mean_error_max", "std_mean_error_mean",
                  "sd_ratio_min", "sd_ratio_max", "w1_max", "w1_mean", "khat", "verdict", "seconds", "grad_evals"]
 
@@ -52,6 +55,7 @@ class Config:
     warmup: NUTS warm-up (adaptation) steps per chain
     chains: NUTS chains, run in parallel worker processes
     posterior_draws: draws of each result compared (0: its own: all NUTS draws, 4000 fresh ones of a fit)
+    nuts_records: where nuts is not among the methods, add NUTS's validation records as rows "nuts (records)"
     """
 
     root: str = ""
@@ -65,6 +69,7 @@ class Config:
     warmup: int = 1000
     chains: int = 2
     posterior_draws: int = 0
+    nuts_records: bool = True
 
     def __post_init__(self):
         unknown = sorted(set(self.methods) - set(METHODS))
@@ -84,10 +89,19 @@ DEMO = {"posteriors": ("eight_schools-eight_schools_noncentered", "sblri-blr"), 
 
 
 def validation(folder=VALIDATION):
-    """posterior name -> whether NUTS validated its translation, from the validation records in ``folder``
-    (empty where there are none)."""
+    """posterior name -> NUTS's validation record of its translation (``validated`` says whether it passed), from
+    the records in ``folder`` (empty where there are none)."""
     records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(Path(folder).glob("*.json"))]
-    return {r["posterior"]: bool(r.get("validated")) for r in records}
+    return {r["posterior"]: r for r in records}
+
+
+def record_rows(records, names):
+    """NUTS's rows from its validation records of ``names``: its largest standardized mean error, sd ratios and
+    1-Wasserstein against the same reference draws, its seconds (start, warm-up and draws, at the load average
+    the record states) and gradient evaluations (NaN in records written before they were recorded)."""
+    return [{"posterior": name, "method": RECORDS_METHOD, "seed": 0,
+             **{column: float(records[name].get(column, math.nan)) for column in RECORD_COLUMNS}}
+            for name in names if name in records and "w1_max" in records[name]]
 
 
 def replicate_seeds(seed, n):
@@ -333,8 +347,8 @@ def run(config, folder, seed):
         wanted = sorted(translations())
         source = "every translated posterior (no NUTS validation records in benchmarks/results/corpus_nuts)"
     else:
-        wanted = sorted(name for name, ok in records.items() if ok)
-        failed = sorted(name for name, ok in records.items() if not ok)
+        wanted = sorted(name for name, record in records.items() if record.get("validated"))
+        failed = sorted(name for name, record in records.items() if not record.get("validated"))
         source = (f"the {len(wanted)} translations NUTS validated"
                   + (f"; not validated, left out: {', '.join(failed)}" if failed else ""))
     names = [name for name in wanted if (root / name).is_dir()]
@@ -343,10 +357,13 @@ def run(config, folder, seed):
     methods = list(config.methods or available())
 
     def save(table):
-        folder.save_table("corpus", table.assign(
-            nuts_validated=table.posterior.map(lambda name: records.get(name, "no record"))))
+        folder.save_table("corpus", table.assign(nuts_validated=table.posterior.map(
+            lambda name: bool(records[name].get("validated")) if name in records else "no record")))
 
     table = run_fits(config, root, names, methods, seed, save=save)
+    if config.nuts_records and "nuts" not in methods and record_rows(records, names):
+        table = as_table(table.to_dict("records") + record_rows(records, names))
+        methods.append(RECORDS_METHOD)
     save(table)
     summary = method_summary(table, methods)
     verdicts = verdict_table(table)

@@ -60,6 +60,28 @@ def test_table_is_compare_of_the_same_fits_and_a_failing_method_is_a_row(tmp_pat
     assert figures == ["cost-vs-w1.png", "error-heat-map.png", "verdict-vs-error.png"]
 
 
+@needs_corpus
+def test_nuts_rows_come_from_the_validation_records_where_nuts_is_not_run(tmp_path):
+    """methods=normal: the table also holds NUTS's row of the same posterior, read from its validation record
+    (benchmarks/results/corpus_nuts, in the repository) number for number, and the summary counts it."""
+    from vi_toolkit.experiments import corpus
+
+    record = corpus.validation()[EIGHT_SCHOOLS]
+    path, config, _ = _run(tmp_path, posteriors=EIGHT_SCHOOLS, methods="normal", seeds=1, steps=100, lr=0.05,
+                           num_particles=1)
+    table = pd.read_csv(path / "tables" / "corpus.csv", keep_default_na=False, na_values=[""])
+    assert list(table.method) == ["normal", corpus.RECORDS_METHOD]
+    nuts = table.iloc[1]
+    for column in ("std_mean_error_max", "sd_ratio_min", "sd_ratio_max", "w1_max", "seconds"):
+        assert nuts[column] == pytest.approx(record[column], rel=1e-12), column
+    assert nuts.nuts_validated == record["validated"] and nuts.error != nuts.error  # NaN: no error
+    summary = pd.read_csv(path / "tables" / "methods.csv").set_index("method")
+    assert summary.loc[corpus.RECORDS_METHOD, "worst_std_mean_error"] == pytest.approx(record["std_mean_error_max"])
+    _, _, without = _run(tmp_path / "off", posteriors=EIGHT_SCHOOLS, methods="normal", seeds=1, steps=100,
+                         nuts_records=False)
+    assert corpus.RECORDS_METHOD not in without["summary"]
+
+
 def test_without_a_corpus_nothing_runs_and_the_summary_says_how_to_point_to_one(tmp_path, monkeypatch):
     monkeypatch.setattr(posteriordb, "default_root", lambda: None)
     path, config, record = _run(tmp_path / "none", demo=True)
