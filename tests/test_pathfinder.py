@@ -1,14 +1,12 @@
 """Pathfinder against exact answers: a correlated 5-D Gaussian, a conjugate regression written with ``x @ beta``
 and an unstandardized predictor, a HalfNormal scale (posterior and evidence by quadrature); NUTS started from it.
 
-Why the single-path tolerances are what they are: the best Gaussian's mean is a Newton step u - Sigma g from an
-L-BFGS iterate where the gradient g has (nearly) vanished, so it is exact up to |Sigma g|. Its covariance is
-L-BFGS's inverse-Hessian estimate: exact along the latest step (the secant condition Sigma z = s), but BFGS keeps
-the earlier secant conditions on a quadratic only for conjugate steps (exact line searches), which L-BFGS's
-inexact line search does not take; with a memory of 6 pairs and ~10 iterations the estimate of a 5-D Gaussian
-was off by up to 52% in a variance over seeds 0-5 (KL(q||p) up to 0.58), while the 2-D regression, whose two
-latest steps span the space, came out exact to 1e-6 (the model evaluated in float64) on every seed 0-5.
-Importance resampling over several paths removes the misfit up to Monte Carlo error (the multi-path test).
+Why the single-path answers are exact on Gaussian targets: the best Gaussian's mean is a Newton step u - Sigma g
+from an L-BFGS iterate, and its covariance Sigma is the inverse-Hessian estimate from the last pairs (s, z). Each
+pair keeps its secant condition Sigma z = s only where the steps are conjugate, which takes exact line searches
+on a quadratic; Pathfinder's secant step along each search direction is exactly that minimum, so once D pairs
+are in the memory (D = 5 <= 6) Sigma is the exact covariance. With scipy's inexact line search (before) the 5-D
+estimate was off by up to 52% in a variance over seeds 0-5.
 """
 
 import math
@@ -64,25 +62,33 @@ def gaussian_fit():
     return vt.pathfinder(gaussian_model, seed=0)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_gaussian_target_is_exact(seed):
+    """The best Gaussian of one path at the defaults is the exact posterior (see the module docstring): the target
+    runs in float32, so exact means up to its rounding (measured over seeds 0-9: mean 4e-14 sd, variances 2e-7
+    relative, KL 3e-14). Tolerances: 1e-5 sd, 1e-5 relative in variance and 1e-5 in correlation."""
+    loc, cov = vt.pathfinder(gaussian_model, seed=seed).gaussian()
+    sd = COV.diagonal().double().sqrt()
+    assert ((loc - MU.double()) / sd).abs().max() < 1e-5
+    assert (cov.diagonal() / COV.diagonal().double() - 1).abs().max() < 1e-5
+    corr = cov / torch.outer(cov.diagonal().sqrt(), cov.diagonal().sqrt())
+    assert (corr - COV.double() / torch.outer(sd, sd)).abs().max() < 1e-5
+
+
 def test_gaussian_target(gaussian_fit):
-    """Mean exact to 0.01 sd (measured 6e-4: the Newton step's residual); variances within 55% and KL(q||p) below
-    0.35 (the L-BFGS estimate, see the module docstring; seed 0: 52% and 0.13). Importance weights:
-    log-mean-exp estimates log Z = 0 within 4 delta-method standard errors; k-hat is reported."""
+    """The result as a posterior: float64 Gaussian of the right shape; importance weights whose log-mean-exp
+    estimates log Z = 0 within 4 delta-method standard errors; the losses are the path's -ELBO estimates."""
     loc, cov = gaussian_fit.gaussian()
     sd = COV.diagonal().double().sqrt()
     assert loc.shape == (D,) and cov.shape == (D, D) and loc.dtype == torch.float64
-    assert ((loc - MU.double()) / sd).abs().max() < 0.01
-    assert (cov.diagonal() / COV.diagonal().double() - 1).abs().max() < 0.55
-    exact = torch.distributions.MultivariateNormal(MU.double(), COV.double())
-    assert float(torch.distributions.kl_divergence(torch.distributions.MultivariateNormal(loc, cov), exact)) < 0.35
     log_z = log_mean_exp(gaussian_fit.log_weights(4000, seed=1))
-    assert abs(log_z.value) < 4 * log_z.se
+    assert abs(log_z.value) < 4 * log_z.se + 1e-6  # (+ float32 rounding: the paths are exact here)
     info = gaussian_fit.info
     assert info["method"] == "pathfinder" and info["num_paths"] == 1 and 0 <= info["khat"] < 0.7
     # L-BFGS evaluations, 10 ELBO draws per iterate (iterations + the start) and the 1000 importance draws
     assert info["grad_evals"] > 10 * (info["iterations"][0] + 1) + 1000
     assert len(gaussian_fit.losses) == info["iterations"][0] + 1
-    assert gaussian_fit.losses.min() == pytest.approx(-info["elbo"])
+    assert gaussian_fit.losses[info["best_iteration"][0]] == pytest.approx(-info["elbo"])
     draws = gaussian_fit.draws(2000, seed=3)["x"]  # fresh draws of q: their moments are q's, within MC error
     np.testing.assert_allclose(draws.mean(0), loc.numpy(), atol=4 * float(sd.max()) / math.sqrt(2000))
 
@@ -117,7 +123,7 @@ def test_multi_path_resampling_recovers_the_gaussian():
     assert np.abs(cov.diagonal() / COV.diagonal().numpy() - 1).max() < 0.18
     # log_weights are against the mixture: log-mean-exp estimates log Z = 0
     log_z = log_mean_exp(fit.log_weights(4000, seed=1))
-    assert abs(log_z.value) < 4 * log_z.se
+    assert abs(log_z.value) < 4 * log_z.se + 1e-6  # (+ float32 rounding: the paths are exact here)
 
 
 def test_positive_scale_site_against_quadrature():

@@ -12,6 +12,7 @@ best Gaussians with Pareto-smoothed weights (multi-path Pathfinder), reporting t
 import contextlib
 import math
 import time
+import warnings
 
 import arviz as az
 import numpy as np
@@ -19,7 +20,7 @@ import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
-from scipy.optimize import minimize
+from scipy.optimize import line_search
 
 from .diagnostics import MIN_DRAWS, psis_khat
 from .errors import ModelGuideError, NumericalError
@@ -31,6 +32,9 @@ from .validate import seed as check_seed
 from .vi_result import VIResult
 
 CURVATURE_EPS = 2.2e-16  # a pair (s, z) enters the inverse Hessian only where s.z > eps |z|^2 (the paper's test)
+WOLFE = (1e-4, 0.9)  # the line search's strong Wolfe constants c1 (sufficient decrease) and c2 (curvature)
+MAX_LINE_SEARCH = 20  # iterations of scipy's line search before it gives up
+SELECTION_SES = 2.0  # a later Gaussian within this many standard errors of the highest ELBO estimate is preferred
 U_SITE = "_pathfinder_u"  # the guide's auxiliary site: a draw of the whole unconstrained vector u
 
 
@@ -105,7 +109,9 @@ class _Density:
             pass
 
     def __call__(self, u):
-        with _default_dtype(self.dtype):
+        """log p(u) at u (n, D); a point where a site's parameter leaves its support (a rate that underflowed to
+        0 at a far-out draw) gives -inf or NaN there, not a validation error for the whole batch."""
+        with _default_dtype(self.dtype), pyro.validation_enabled(False):
             prior, likelihood = self._run.densities(u.to(self.dtype))
         return (prior + likelihood).double()
 
@@ -118,65 +124,157 @@ def _log_weights(density, q, u):
     return torch.nan_to_num(log_w, nan=-math.inf)
 
 
+class _Objective:
+    """f(u) = -log p(u) and its gradient at u (D,), float64, each point evaluated once (``evals`` counts them);
+    where either is not finite, (inf, 0): a line search steps back from such a point."""
+
+    def __init__(self, density):
+        self.density, self.evals, self._seen = density, 0, {}
+
+    def __call__(self, x):
+        key = x.numpy().tobytes()
+        if key not in self._seen:
+            self.evals += 1
+            u = x.detach().reshape(1, -1).requires_grad_(True)
+            f = -self.density(u).sum()
+            (grad,) = torch.autograd.grad(f, u)
+            value, grad = float(f.detach()), grad.reshape(-1).detach()
+            if not (math.isfinite(value) and torch.isfinite(grad).all()):
+                value, grad = math.inf, torch.zeros_like(grad)
+            self._seen = {key: (value, grad)}  # the line search asks again for its last point only
+        return self._seen[key]
+
+
+def _wolfe(f0, slope0, step, f, grad, direction):
+    """The strong Wolfe conditions for ``step`` times ``direction``: sufficient decrease
+    f <= f0 + c1 step slope0 and |grad . direction| <= c2 |slope0|."""
+    return f <= f0 + WOLFE[0] * step * slope0 and abs(float(grad @ direction)) <= WOLFE[1] * abs(slope0)
+
+
+def _line_search(objective, x, f0, g0, direction):
+    """A step t along ``direction`` (the trial step t = 1) from x meeting the strong Wolfe conditions: the secant
+    step, where the directional derivative vanishes on the quadratic through the slopes at t = 0 and t = 1,
+    where it meets them and is the lower (on a Gaussian target it is the exact minimum along the line), else
+    t = 1 where it meets them, else scipy's bracketing and zooming search from t = 1 (``line_search``). Returns
+    (the new point, f, grad there), or None where no step is found."""
+    slope0 = float(g0 @ direction)
+    f1, g1 = objective(x + direction)
+    slope1 = float(g1 @ direction)
+    if math.isfinite(f1) and slope1 > slope0:
+        step = slope0 / (slope0 - slope1)
+        if step > 0 and step != 1:
+            f2, g2 = objective(x + step * direction)
+            if _wolfe(f0, slope0, step, f2, g2, direction) and f2 <= f1:
+                return x + step * direction, f2, g2
+    if _wolfe(f0, slope0, 1.0, f1, g1, direction):
+        return x + direction, f1, g1
+
+    def at(xs):
+        return objective(torch.as_tensor(xs, dtype=torch.float64))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy's LineSearchWarning and overflows on the way
+        step = line_search(lambda xs: at(xs)[0], lambda xs: at(xs)[1].numpy(), x.numpy(), direction.numpy(),
+                           g0.numpy(), f0, c1=WOLFE[0], c2=WOLFE[1], maxiter=MAX_LINE_SEARCH)[0]
+    if step is None:
+        return None
+    x_new = torch.as_tensor(x.numpy() + step * direction.numpy(), dtype=torch.float64)  # the point scipy evaluated
+    f, g = objective(x_new)
+    return (x_new, f, g) if math.isfinite(f) else None
+
+
+def _step(objective, x, f, g, pairs):
+    """L-BFGS's step from x: the direction -H g of the two-loop recursion's H (the pairs on the usual scaled
+    identity s'z / z'z of the latest pair), or steepest descent without pairs or where -H g does not descend,
+    through :func:`_line_search` from the unit step (a step of length 1 without pairs, as L-BFGS-B starts)."""
+    S, Z = _stacked(pairs, x)
+    gamma = float(S[:, -1] @ Z[:, -1] / (Z[:, -1] @ Z[:, -1])) if pairs else 1.0
+    direction = -_inverse_hessian(torch.full_like(x, gamma), S, Z) @ g
+    if float(g @ direction) >= 0:  # an estimate spoiled by rounding
+        direction = -g
+    first = 1.0 if pairs else min(1.0, 1.0 / float(g.norm()))
+    return _line_search(objective, x, f, g, first * direction)
+
+
 def _lbfgs(density, u0, maxiter, maxcor, ftol, gtol):
-    """L-BFGS (scipy's L-BFGS-B, unbounded) on f(u) = -log p(u) from u0: (iterates (L+1, D), gradients of f
-    there (L+1, D), number of f-and-gradient evaluations, scipy's message)."""
-    evaluated, calls = {}, [0]
-
-    def objective(x):
-        calls[0] += 1
-        u = torch.as_tensor(x, dtype=torch.float64).reshape(1, -1).requires_grad_(True)
-        f = -density(u).sum()
-        (grad,) = torch.autograd.grad(f, u)
-        value, grad = float(f.detach()), grad.reshape(-1).double().numpy()
-        if not (math.isfinite(value) and np.isfinite(grad).all()):
-            value, grad = math.inf, np.zeros_like(grad)  # the line search steps back from such a point
-        evaluated[x.tobytes()] = grad
-        return value, grad
-
-    x0 = u0.numpy()
-    if not math.isfinite(objective(x0)[0]):
+    """L-BFGS on f(u) = -log p(u) from u0, each step taken from u_l towards the mean u_l - Sigma_l g_l of the
+    iterate's Gaussian (Sigma_l: the paper's inverse-Hessian estimate from the last ``maxcor`` pairs (s, z) that
+    pass the curvature test; g_l the gradient of f). With the secant line search the steps on a Gaussian target
+    are conjugate, so every pair keeps its secant condition Sigma z = s (BFGS's hereditary property) and, once
+    D pairs are in the memory, Sigma_l is the exact covariance. Stops when the relative decrease of f is at most
+    ``ftol``, the largest |gradient| at most ``gtol``, after ``maxiter`` steps, or where no step lowers f.
+    Returns (iterates [(u_l, g_l, Sigma_l)], f-and-gradient evaluations, why it stopped)."""
+    objective = _Objective(density)
+    x = u0
+    f, g = objective(x)
+    if not math.isfinite(f):
         raise NumericalError("the model's log density or its gradient is not finite at Pathfinder's starting "
                              "point; use another seed, a smaller init_radius, or check the model")
-    path = [x0.copy()]
-    result = minimize(objective, x0, jac=True, method="L-BFGS-B", callback=lambda x: path.append(x.copy()),
-                      options={"maxiter": maxiter, "maxcor": maxcor, "ftol": ftol, "gtol": gtol})
-    grads = [evaluated[x.tobytes()] if x.tobytes() in evaluated else objective(x)[1] for x in path]
-    return torch.as_tensor(np.array(path)), torch.as_tensor(np.array(grads)), calls[0], str(result.message)
+    alpha, pairs, iterates = torch.ones(len(x), dtype=torch.float64), [], []
+    message = f"maxiter ({maxiter}) reached"
+    for iteration in range(maxiter + 1):
+        cov = _inverse_hessian(alpha, *_stacked(pairs, x))
+        iterates.append((x, g, cov))
+        if float(g.abs().max()) <= gtol:
+            message = "converged: the largest |gradient| is at most gtol"
+            break
+        if iteration == maxiter:
+            break
+        found = _step(objective, x, f, g, pairs)
+        if found is None and pairs:  # as L-BFGS-B does: forget the pairs and try once more from steepest descent
+            pairs = []
+            found = _step(objective, x, f, g, pairs)
+        if found is None:
+            message = "stopped: no step along the search direction lowers f (the line search failed)"
+            break
+        x_new, f_new, g_new = found
+        s, z = x_new - x, g_new - g
+        if s @ z > CURVATURE_EPS * (z @ z):
+            alpha, pairs = _update_alpha(alpha, s, z), (pairs + [(s, z)])[-maxcor:]
+        decrease = (f - f_new) / max(abs(f), abs(f_new), 1.0)
+        x, f, g = x_new, f_new, g_new
+        if decrease <= ftol:
+            iterates.append((x, g, _inverse_hessian(alpha, *_stacked(pairs, x))))
+            message = "converged: the relative decrease of f is at most ftol"
+            break
+    return iterates, objective.evals, message
+
+
+def _stacked(pairs, x):
+    """The pairs' steps S and gradient differences Z as (D, J) matrices."""
+    if not pairs:
+        return x.new_zeros(len(x), 0), x.new_zeros(len(x), 0)
+    return torch.stack([s for s, _ in pairs], dim=1), torch.stack([z for _, z in pairs], dim=1)
 
 
 def _path(density, u0, maxiter, maxcor, num_elbo_draws, ftol, gtol):
     """One path (the paper's Algorithm 1): the Gaussian at each L-BFGS iterate l, N(u_l - Sigma_l g_l, Sigma_l)
-    with g_l the gradient of -log p and Sigma_l the inverse-Hessian estimate from the last ``maxcor`` pairs
-    that pass the curvature test, each with its ELBO from ``num_elbo_draws`` draws. Returns a dict: the best
-    Gaussian (``q``, ``loc``, ``cov``), ``elbo`` and ``elbos`` per iterate, ``lbfgs_evals`` (L-BFGS's
-    evaluations of log p and its gradient), ``evals`` (those and the ELBO draws' evaluations) and ``message``."""
-    xs, gs, lbfgs_evals, message = _lbfgs(density, u0, maxiter, maxcor, ftol, gtol)
-    evals = lbfgs_evals
-    alpha, pairs = torch.ones(xs.shape[1], dtype=torch.float64), []
-    best, elbos = None, []
-    for l in range(len(xs)):
-        if l > 0:
-            s, z = xs[l] - xs[l - 1], gs[l] - gs[l - 1]
-            if s @ z > CURVATURE_EPS * (z @ z):
-                alpha, pairs = _update_alpha(alpha, s, z), (pairs + [(s, z)])[-maxcor:]
-        S = torch.stack([s for s, _ in pairs], dim=1) if pairs else xs.new_zeros(xs.shape[1], 0)
-        Z = torch.stack([z for _, z in pairs], dim=1) if pairs else xs.new_zeros(xs.shape[1], 0)
-        cov = _inverse_hessian(alpha, S, Z)
-        loc = xs[l] - cov @ gs[l]
+    (see :func:`_lbfgs`), each with its ELBO from ``num_elbo_draws`` draws, and the best of them: the last
+    along the path whose ELBO estimate is within :data:`SELECTION_SES` of the highest estimate's standard errors
+    of it (the paper takes the highest; with 10 draws a near-exact Gaussian's skewed log-weights can out-score
+    the exact one, whose estimate has no noise at all). Returns a dict: the best Gaussian (``q``, ``loc``, ``cov``), ``elbo``
+    and ``elbos`` per iterate, ``lbfgs_evals`` (L-BFGS's evaluations of log p and its gradient), ``evals``
+    (those and the ELBO draws' evaluations) and ``message``."""
+    iterates, lbfgs_evals, message = _lbfgs(density, u0, maxiter, maxcor, ftol, gtol)
+    evals, candidates, elbos = lbfgs_evals, [], []
+    for l, (x, g, cov) in enumerate(iterates):
+        loc = x - cov @ g
         q = _normal(loc, cov)
-        elbo = -math.inf
+        elbo, se = -math.inf, math.inf
         if q is not None:
-            elbo = float(_log_weights(density, q, q.sample((num_elbo_draws,))).mean())
+            log_w = _log_weights(density, q, q.sample((num_elbo_draws,)))
+            elbo, se = float(log_w.mean()), float(log_w.std()) / math.sqrt(num_elbo_draws)
             evals += num_elbo_draws
         elbo = elbo if math.isfinite(elbo) else -math.inf
         elbos.append(elbo)
-        if q is not None and (best is None or elbo > best["elbo"]):
-            best = {"q": q, "loc": loc, "cov": cov, "elbo": elbo, "iteration": l}
-    if best is None or not math.isfinite(best["elbo"]):
-        raise NumericalError(f"no Gaussian along the L-BFGS path ({len(xs) - 1} iterations, {message}) has a "
-                             "finite ELBO: the model's log density is not finite near its draws")
-    return {**best, "elbos": elbos, "lbfgs_evals": lbfgs_evals, "evals": evals, "iterations": len(xs) - 1,
+        if math.isfinite(elbo):
+            candidates.append({"q": q, "loc": loc, "cov": cov, "elbo": elbo, "se": se, "iteration": l})
+    if not candidates:
+        raise NumericalError(f"no Gaussian along the L-BFGS path ({len(iterates) - 1} iterations, {message}) has "
+                             "a finite ELBO: the model's log density is not finite near its draws")
+    top = max(candidates, key=lambda c: c["elbo"])
+    best = [c for c in candidates if c["elbo"] >= top["elbo"] - SELECTION_SES * top["se"]][-1]
+    return {**best, "elbos": elbos, "lbfgs_evals": lbfgs_evals, "evals": evals, "iterations": len(iterates) - 1,
             "message": message}
 
 
@@ -279,7 +377,8 @@ def pathfinder(model, *args, num_paths=1, seed=0, progress=False, maxiter=1000, 
     :class:`PathfinderResult`.
 
     Each path starts at u ~ uniform(-init_radius, init_radius)^D in unconstrained space and runs L-BFGS
-    (history ``maxcor``, at most ``maxiter`` iterations, scipy's ``ftol``/``gtol`` stopping rules) on -log p;
+    (history ``maxcor``, at most ``maxiter`` iterations, stopping at a relative decrease ``ftol`` or a largest
+    |gradient| ``gtol``) on -log p;
     the Gaussian of each iterate gets an ELBO estimate from ``num_elbo_draws`` draws and the best one is kept.
     ``num_draws`` draws per path give the importance weights whose PSIS k-hat is ``info["khat"]`` and, for
     ``num_paths > 1``, the pool that the result's draws resample. Path p runs on its own seed
