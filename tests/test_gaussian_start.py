@@ -43,11 +43,12 @@ def test_laplace_start_is_the_exact_gaussian_posterior():
     assert ((start.cov.double() - cov).abs() / (sd[:, None] * sd[None, :])).max() < 1e-3
 
 
-@pytest.mark.parametrize("guide", ["mvn", "laplace"])
+@pytest.mark.parametrize("guide", ["mvn", "laplace", "lowrank"])
 def test_default_full_rank_fit_of_an_ill_conditioned_regression_is_right(guide):
     """Before the start (Pyro's autoguide from the prior median, Adam at lr 0.01) this fit ended thousands of
     posterior sds away. Its 4000 draws have mean error ~0.016 sds and sd-ratio error ~0.011 from Monte Carlo;
-    asserted: means within 0.1 sds, sds within 10%."""
+    asserted: means within 0.1 sds, sds within 10%. The low-rank family (rank 1 in 2-D) holds this posterior;
+    started at mean-field it stopped with sd ratios of 0.1-0.3 (on posteriordb regressions 0.04-0.5)."""
     mean, cov = exact_posterior()
     fit = vt.fit_vi(regression, guide, X, y, progress=False)
     draws = torch.as_tensor(fit.draws(4000)["beta"], dtype=torch.double)

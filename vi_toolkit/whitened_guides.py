@@ -78,7 +78,26 @@ class WhitenedDiagonalNormal(_WhitenedContinuous, autoguide.AutoDiagonalNormal):
 
 
 class WhitenedLowRankMultivariateNormal(_WhitenedContinuous, autoguide.AutoLowRankMultivariateNormal):
-    """``AutoLowRankMultivariateNormal`` in coordinates scaled by the start's conditional sds (L diagonal)."""
+    """``AutoLowRankMultivariateNormal`` in coordinates scaled by the start's conditional sds (L diagonal),
+    started at the low-rank family's fit to the start's covariance C there, as in probabilistic PCA:
+    C ~ W W' + s^2 I with W the top ``rank`` eigenvectors scaled by sqrt(eigenvalue - s^2) and s^2 the mean of
+    the other eigenvalues (exact for D <= rank + 1). Pyro's random factor near 0 starts at the mean-field fit,
+    where the factor's gradient nearly vanishes: on regressions with an unstandardized predictor the fits
+    stopped there, with sd ratios of 0.04-0.5."""
+
+    def __init__(self, model, start_loc, start_scale_tril, whitened_cov, **options):
+        super().__init__(model, start_loc, start_scale_tril, **options)
+        self._whitened_cov = whitened_cov
+
+    def _setup_prototype(self, *args, **kwargs):
+        super()._setup_prototype(*args, **kwargs)
+        values, vectors = torch.linalg.eigh(self._whitened_cov)  # ascending
+        rest = len(values) - self.rank
+        noise = values[:rest].mean() if rest > 0 else values.min() / 2
+        top = vectors[:, rest:] * (values[rest:] - noise).clamp(min=0).sqrt()
+        del self.scale, self.cov_factor  # cov = diag(scale) (F F' + I) diag(scale) = W W' + s^2 I
+        self.scale = PyroParam(torch.full((self.latent_dim,), float(noise.sqrt())), self.scale_constraint)
+        self.cov_factor = PyroParam(top / noise.sqrt(), constraints.real)  # a PyroParam, as loc (see above)
 
 
 class WhitenedIAFNormal(_WhitenedContinuous, autoguide.AutoIAFNormal):
@@ -118,5 +137,8 @@ def whitened_guide(name, model, start):
         L = start.scale_tril
     else:  # the conditional sds 1 / sqrt(diag H), H = cov^-1
         L = torch.diag(torch.linalg.inv(start.cov).diagonal().rsqrt())
-    options = {"init_scale": 1.0} if name in ("mvn", "diag", "normal", "lowrank") else {}
+    if name == "lowrank":
+        inverse = 1 / L.diagonal()
+        return WHITENED[name](model, start.loc, L, inverse[:, None] * start.cov * inverse[None, :])
+    options = {"init_scale": 1.0} if name in ("mvn", "diag", "normal") else {}
     return WHITENED[name](model, start.loc, L, **options)
