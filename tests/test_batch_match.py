@@ -15,7 +15,8 @@ from vi_toolkit.batch_match import bam_step
 from exact_gaussians import MU, SIGMA, global_state, lognormal_regression, mvn_model, same_state
 
 def test_recovers_a_correlated_gaussian_exactly():
-    result = vt.batch_and_match(mvn_model, MU, SIGMA, batch_size=8, steps=50, seed=0)
+    """From N(0, I) (init=False: the default Laplace start would be the answer already)."""
+    result = vt.batch_and_match(mvn_model, MU, SIGMA, batch_size=8, steps=50, seed=0, init=False)
     loc, covariance = result.gaussian()
     # float64 throughout: after 50 steps the error is at round-off (measured 3e-15)
     torch.testing.assert_close(loc, MU.double(), rtol=0, atol=1e-10)
@@ -79,6 +80,22 @@ def test_a_model_that_runs_only_in_float32_fits_in_float32():
     assert result.info["dtype"] == "float32"
     torch.testing.assert_close(loc, covariance @ w.T @ y.double(), rtol=0, atol=1e-4)
     torch.testing.assert_close(fitted, covariance, rtol=0, atol=1e-4)
+
+
+def test_default_start_is_laplace_and_fits_an_unstandardized_regression():
+    """The regression of test_gaussian_start (x ~ 100 +- 15, intercept and slope correlated at -0.99, Normal(0,
+    1000) priors, X @ beta): Gaussian, so BaM from the Laplace start stays on the exact posterior (to float
+    rounding of the float32 model: 1e-3 sds, 1e-3 relative), and its gradient evaluations count the start's."""
+    from test_gaussian_start import X, exact_posterior, regression, y
+
+    mean, cov = exact_posterior()
+    result = vt.batch_and_match(regression, X, y, seed=0)
+    loc, covariance = result.gaussian()
+    sd = cov.diagonal().sqrt()
+    assert ((loc - mean).abs() / sd).max() < 1e-3
+    assert ((covariance - cov).abs() / (sd[:, None] * sd[None, :])).max() < 1e-3
+    start = result.info["start"]
+    assert start["source"] == "laplace" and result.grad_evals == 16 * 200 + start["grad_evals"] > 16 * 200
 
 
 def test_init_at_the_target_stays_there():

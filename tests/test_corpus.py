@@ -57,7 +57,7 @@ def test_table_is_compare_of_the_same_fits_and_a_failing_method_is_a_row(tmp_pat
     assert summary.loc["normal", "worst_std_mean_error"] == pytest.approx(table.std_mean_error_max[0], rel=1e-12)
     assert "1 failed" in record["summary"]
     figures = sorted(p.name for p in (path / "figures").glob("*.png"))
-    assert figures == ["cost-vs-w1.png", "error-heat-map.png", "verdict-vs-error.png"]
+    assert figures == ["cost-vs-w1.png", "error-heat-map.png", "verdict-vs-error.png", "w1-heat-map.png"]
 
 
 @needs_corpus
