@@ -124,7 +124,7 @@ def _at(target, u, values, vectors, grad_evals):
 def _laplace(target, u0, max_iter=200):
     """The mode by damped saddle-free Newton steps from u0 (Levenberg-Marquardt on |eigenvalues|): affine invariant,
     so an unstandardized predictor or a posterior sd of 1e-3 beside one of 10 costs nothing, and a rejected
-    step (a worse or non-finite density) only raises the damping. Then N(mode, H^-1)."""
+    step (a worse or non-finite density, or a non-finite Hessian) only raises the damping. Then N(mode, H^-1)."""
     count = [0]
 
     def negative_log_density(u):
@@ -137,17 +137,22 @@ def _laplace(target, u0, max_iter=200):
             return torch.tensor(math.inf)
         return value if torch.isfinite(value) else torch.tensor(math.inf)
 
+    def finite_hessian(u):
+        """The Hessian of -log p at u (float64), or None where some entry is not finite."""
+        count[0] += target.dim
+        hessian = torch.autograd.functional.hessian(negative_log_density, u).double()
+        return hessian if torch.isfinite(hessian).all() else None
+
     u, damping, resolution = u0, None, 10 * torch.finfo(target.dtype).eps  # (of a log density in that dtype)
+    hessian = finite_hessian(u)
+    if hessian is None:
+        return None, "the Hessian of the log density is not finite where the search for its mode starts"
     for _ in range(max_iter):
         u_var = u.clone().requires_grad_(True)
         value = negative_log_density(u_var)
         if not torch.isfinite(value):
             return None, "the log density is not finite where the search for its mode starts"
         (gradient,) = torch.autograd.grad(value, u_var)
-        hessian = torch.autograd.functional.hessian(negative_log_density, u).double()
-        count[0] += target.dim
-        if not torch.isfinite(hessian).all():
-            return None, "the Hessian of the log density is not finite on the way to its mode"
         values, vectors = torch.linalg.eigh(0.5 * (hessian + hessian.T))
         g = vectors.T @ gradient.double()
         # the Newton decrement g' H^-1 g: the squared distance to the mode in posterior sds
@@ -159,10 +164,14 @@ def _laplace(target, u0, max_iter=200):
         while True:
             step = -(vectors @ (g / (values.abs() + damping))).to(u.dtype)
             trial = negative_log_density(u + step)
+            # a step is taken where it improves the density and the Hessian there is finite (an HMM's can
+            # overflow where a transition probability underflows to 0): else a shorter step
             if torch.isfinite(trial) and float(trial) < float(value.detach()):
-                u = u + step
-                damping /= 10.0
-                break
+                trial_hessian = finite_hessian(u + step)
+                if trial_hessian is not None:
+                    u, hessian = u + step, trial_hessian
+                    damping /= 10.0
+                    break
             damping *= 10.0
             if damping > 1e12 * scale:
                 if decrement < 1e-2:  # within 0.1 sd of the mode, and the density's precision is spent
