@@ -50,7 +50,7 @@ def validate(name, root, draws, warmup, seed=0, init=None):
         "posterior": name, "pair": pair.name, "dim": problem.dim,
         "seconds": time.perf_counter() - t0, "draws": draws, "warmup": warmup, "chains": 2, "init": init or "default",
         "divergences": int(mcmc.divergences),
-        "grad_evals": int(mcmc.info["grad_evals"]) + int((start.info.get("grad_evals") or 0) if start else 0),
+        "grad_evals": int(mcmc.info["grad_evals"]) + (int(start.info.get("grad_evals", 0)) if start else 0),
         "std_mean_error_max": float(row.std_mean_error_max), "sd_ratio_min": float(row.sd_ratio_min),
         "sd_ratio_max": float(row.sd_ratio_max), "w1_max": float(row.w1_max),
     }

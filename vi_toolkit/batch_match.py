@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import ConfigError, NumericalError
-from .gaussian_start import gaussian_start
+from .gaussian_start import gaussian_start, start_info
 from .problem import Problem
 from .log_density import precise_target
 from .unconstrained_gaussian import gaussian_result, log_density_and_score
@@ -56,16 +56,13 @@ def batch_and_match(model, *args, batch_size=16, steps=200, learning_rate=None, 
     start = time.perf_counter()
     problem = Problem.of(model, *args, **model_kwargs)
     rng = np.random.default_rng(seed)
-    start_info = {"source": "given", "reason": "", "grad_evals": 0}
     if init is None:
         laplace, reason = gaussian_start(problem, seed)
-        if laplace is None:
-            init, start_info = False, {"source": "none", "reason": reason, "grad_evals": 0}
-        else:
-            init, start_info = (laplace.loc, laplace.cov), {"source": "laplace", "reason": "",
-                                                            "grad_evals": laplace.grad_evals}
-    elif init is False:
-        start_info = {"source": "none", "reason": "init=False", "grad_evals": 0}
+        started = start_info(laplace, reason)
+        init = False if laplace is None else (laplace.loc, laplace.cov)
+    else:
+        started = start_info(None, "init=False") if init is False else {"source": "given", "reason": "",
+                                                                          "grad_evals": 0}
     with precise_target(problem, seed) as density:
         dim = density.dim
         lambda_0 = batch_size * dim if learning_rate is None else positive("learning_rate", learning_rate)
@@ -81,12 +78,12 @@ def batch_and_match(model, *args, batch_size=16, steps=200, learning_rate=None, 
                     f"batch-and-match step {step}: the log density or its gradient is not finite at "
                     f"{int((~np.isfinite(log_p)).sum())} of {batch_size} draws; try a smaller learning_rate",
                     step=step, partial_result=_result(problem, mean, covariance, losses, start, step, batch_size,
-                                                      lambda_0, decay, seed, density, start_info))
+                                                      lambda_0, decay, seed, density, started))
             entropy = 0.5 * dim * (1 + np.log(2 * np.pi)) + np.log(np.diag(chol)).sum()
             losses.append(float(-log_p.mean() - entropy))
             mean, covariance = bam_step(mean, covariance, z, score, lambda_0 / (step + 1) if decay else lambda_0)
     return _result(problem, mean, covariance, losses, start, steps, batch_size, lambda_0, decay, seed, density,
-                   start_info)
+                   started)
 
 
 def _start(init, dim):
@@ -124,9 +121,9 @@ def bam_step(mean, covariance, z, score, lam):
     return mean, covariance
 
 
-def _result(problem, mean, covariance, losses, start, steps, batch_size, lambda_0, decay, seed, density, start_info):
+def _result(problem, mean, covariance, losses, start, steps, batch_size, lambda_0, decay, seed, density, started):
     info = {"batch_size": batch_size, "steps": steps, "learning_rate": lambda_0, "decay": decay, "seed": seed,
-            "dtype": str(density.dtype).removeprefix("torch."), "start": start_info}
+            "dtype": str(density.dtype).removeprefix("torch."), "start": started}
     return gaussian_result(problem, mean, covariance, method="batch-match", losses=losses,
                            seconds=time.perf_counter() - start, info=info,
-                           grad_evals=batch_size * steps + start_info["grad_evals"])
+                           grad_evals=batch_size * steps + started["grad_evals"])

@@ -43,6 +43,14 @@ class GaussianStart:
         return torch.linalg.cholesky(self.cov)
 
 
+def start_info(start, reason=""):
+    """A fit's ``info["start"]``: where it started (``source``), why not from a Gaussian start (``reason``) and
+    the start's gradient evaluations."""
+    if start is None:
+        return {"source": "none", "reason": reason, "grad_evals": 0}
+    return {"source": start.source, "reason": "", "grad_evals": start.grad_evals}
+
+
 def from_result(result, dim):
     """The Gaussian of a result with ``gaussian()`` (Pathfinder, DADVI, ...): (loc, cov) in the same
     unconstrained coordinates, checked against the model's dimension ``dim``."""

@@ -197,9 +197,9 @@ def _step(objective, x, f, g, pairs):
 
 
 def _lbfgs(density, u0, maxiter, maxcor, ftol, gtol):
-    """L-BFGS on f(u) = -log p(u) from u0, each step taken from u_l towards the mean u_l - Sigma_l g_l of the
-    iterate's Gaussian (Sigma_l: the paper's inverse-Hessian estimate from the last ``maxcor`` pairs (s, z) that
-    pass the curvature test; g_l the gradient of f). With the secant line search the steps on a Gaussian target
+    """L-BFGS on f(u) = -log p(u) from u0 (steps by :func:`_step`), recording at each iterate u_l the gradient g_l
+    of f and the paper's inverse-Hessian estimate Sigma_l from the last ``maxcor`` pairs (s, z) that pass the
+    curvature test, on its diagonal update alpha. With the secant line search the steps on a Gaussian target
     are conjugate, so every pair keeps its secant condition Sigma z = s (BFGS's hereditary property) and, once
     D pairs are in the memory, Sigma_l is the exact covariance. Stops when the relative decrease of f is at most
     ``ftol``, the largest |gradient| at most ``gtol``, after ``maxiter`` steps, or where no step lowers f.
@@ -210,15 +210,14 @@ def _lbfgs(density, u0, maxiter, maxcor, ftol, gtol):
     if not math.isfinite(f):
         raise NumericalError("the model's log density or its gradient is not finite at Pathfinder's starting "
                              "point; use another seed, a smaller init_radius, or check the model")
-    alpha, pairs, iterates = torch.ones(len(x), dtype=torch.float64), [], []
-    message = f"maxiter ({maxiter}) reached"
+    alpha, pairs, iterates, message = torch.ones(len(x), dtype=torch.float64), [], [], None
     for iteration in range(maxiter + 1):
-        cov = _inverse_hessian(alpha, *_stacked(pairs, x))
-        iterates.append((x, g, cov))
-        if float(g.abs().max()) <= gtol:
+        iterates.append((x, g, _inverse_hessian(alpha, *_stacked(pairs, x))))
+        if message is None and float(g.abs().max()) <= gtol:
             message = "converged: the largest |gradient| is at most gtol"
-            break
-        if iteration == maxiter:
+        if message is None and iteration == maxiter:
+            message = f"maxiter ({maxiter}) reached"
+        if message is not None:
             break
         found = _step(objective, x, f, g, pairs)
         if found is None and pairs:  # as L-BFGS-B does: forget the pairs and try once more from steepest descent
@@ -233,10 +232,8 @@ def _lbfgs(density, u0, maxiter, maxcor, ftol, gtol):
             alpha, pairs = _update_alpha(alpha, s, z), (pairs + [(s, z)])[-maxcor:]
         decrease = (f - f_new) / max(abs(f), abs(f_new), 1.0)
         x, f, g = x_new, f_new, g_new
-        if decrease <= ftol:
-            iterates.append((x, g, _inverse_hessian(alpha, *_stacked(pairs, x))))
+        if decrease <= ftol:  # the next pass records this last iterate and stops
             message = "converged: the relative decrease of f is at most ftol"
-            break
     return iterates, objective.evals, message
 
 

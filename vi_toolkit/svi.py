@@ -233,13 +233,13 @@ def _start(problem, guide, init, seed):
     """(GaussianStart or None, info): the Laplace start of an autoguide named by ``guide`` (``init=None``),
     the Gaussian of a result (``init=result`` with ``gaussian()``), or none (``init=False``, a guide callable,
     a family that is not whitened, or a model without a usable mode: ``info["reason"]`` says why)."""
-    from .gaussian_start import from_result, gaussian_start
+    from .gaussian_start import from_result, gaussian_start, start_info
     from .whitened_guides import WHITENED
 
     if init is False or not isinstance(guide, str) or guide not in WHITENED:
         why = "init=False" if init is False else "a guide of the user's" if not isinstance(guide, str) else \
             f"guide {guide!r} is not whitened" if guide in AUTOGUIDES else ""
-        return None, {"source": "none", "reason": why, "grad_evals": 0}
+        return None, start_info(None, why)
     if init is not None:
         if not callable(getattr(init, "gaussian", None)):
             raise ConfigError(f"init must be None (a Laplace start), False (Pyro's own start) or a result with "
@@ -248,11 +248,9 @@ def _start(problem, guide, init, seed):
 
         dim = UnconstrainedModel(problem.model, problem.args, problem.kwargs, problem.max_plate_nesting).dim
         start = from_result(init, dim)
-        return start, {"source": start.source, "reason": "", "grad_evals": 0}
+        return start, start_info(start)
     start, reason = gaussian_start(problem, seed)
-    if start is None:
-        return None, {"source": "none", "reason": reason, "grad_evals": 0}
-    return start, {"source": start.source, "reason": "", "grad_evals": start.grad_evals}
+    return start, start_info(start, reason)
 
 
 def step(state):
