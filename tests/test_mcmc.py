@@ -88,3 +88,21 @@ def test_mcmc_result_implements_the_posterior_protocol(nm_mcmc):
     assert dict(idata.posterior.sizes) == {"chain": 1, "draw": 50}
     assert idata.sample_stats["diverging"].shape == (1, 50)
     np.testing.assert_array_equal(idata.posterior["mu"].values[0], nm_mcmc.draws(50, seed=1)["mu"])
+
+
+def test_warmup_divergences_are_counted_apart_from_the_draws():
+    """Neal's funnel (v ~ N(0, 3), x ~ N(0, exp(v / 2)), written as a user would) diverges where v is small:
+    its warm-up, whose step size starts too large for the neck, has divergent transitions, which
+    ``info["warmup_divergences"]`` counts apart from the draws' ``divergences``."""
+    import pyro
+    import pyro.distributions as dist
+
+    import vi_toolkit as vt
+
+    def funnel():
+        v = pyro.sample("v", dist.Normal(0.0, 3.0))
+        pyro.sample("x", dist.Normal(0.0, (v / 2).exp()).expand([5]).to_event(1))
+
+    fit = vt.run_mcmc(funnel, draws=200, warmup=200, chains=1, seed=0, progress=False)
+    assert fit.info["warmup_divergences"] > 0
+    assert fit.info["warmup_divergences"] <= 200 and fit.divergences <= 200

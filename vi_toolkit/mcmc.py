@@ -266,7 +266,8 @@ def _chain(model, args, kwargs, draws, warmup, seed, progress, jit, target_accep
     """One NUTS chain on the random stream ``seed`` with ``threads`` intra-op threads (None: the caller's); the
     caller's stream and thread count are put back. Returns (site -> numpy draws, divergence flags, per-draw
     statistics name -> numpy array (draws,), see :class:`RecordingNUTS`, leapfrog steps of warm-up and
-    sampling): plain numbers, so they travel back from a worker process with the draws."""
+    sampling, divergent transitions during warm-up): plain numbers, so they travel back from a worker process
+    with the draws."""
     steps = [0]
 
     def hook(kernel, params, stage, i):  # progress, for a parent that shows the chains of its workers
@@ -295,7 +296,9 @@ def _chain(model, args, kwargs, draws, warmup, seed, progress, jit, target_accep
         dtypes = {"tree_depth": np.int64}
         stats = {name: np.asarray(kernel.stats[name][-draws:], dtype=dtypes.get(name, np.float64))
                  for name in STATS}
-    return {name: value.detach().numpy() for name, value in samples.items()}, diverging, stats, kernel.leapfrog_steps
+        warmup_divergences = int(sum(kernel.stats["diverging"][:warmup]))
+    return ({name: value.detach().numpy() for name, value in samples.items()}, diverging, stats, kernel.leapfrog_steps,
+            warmup_divergences)
 
 
 def _in_workers(tasks, progress):
@@ -357,7 +360,8 @@ def run_mcmc(
       (``"diag"``); warm-up then only adapts the step size, so a short ``warmup`` (100-300) suffices where the
       approximation is close. ``info["init"]`` names its method (and guide).
     - ``info["grad_evals"]``: the leapfrog steps (gradient evaluations) of all transitions, warm-up included,
-      summed over chains.
+      summed over chains; ``info["warmup_divergences"]``: the divergent transitions during warm-up, summed over
+      chains (``divergences`` counts those after it, the draws').
     - ``parallel``: run the chains in worker processes (one torch thread each) when there are several chains
       and cores and this is not itself a worker; they never re-run the calling script, and the model and data
       travel by cloudpickle. Models or data that do not pickle, or a worker that fails, run sequentially
@@ -425,6 +429,7 @@ def run_mcmc(
         "init": None if init is None else {"method": init.info.get("method"), "guide": init.info.get("guide"),
                                            "mass": init_mass},
         "grad_evals": int(sum(chain[3] for chain in per_chain)),  # leapfrog steps, warm-up included, all chains
+        "warmup_divergences": int(sum(chain[4] for chain in per_chain)),
     }
     if because is not None:
         info["sequential_because"] = because
