@@ -96,6 +96,7 @@ def test_default_start_is_laplace_and_fits_an_unstandardized_regression():
     assert ((covariance - cov).abs() / (sd[:, None] * sd[None, :])).max() < 1e-3
     start = result.info["start"]
     assert start["source"] == "laplace" and result.grad_evals == 16 * 200 + start["grad_evals"] > 16 * 200
+    assert result.info["learning_rate"] == 16  # lambda_0 = B from a start (B D from N(0, I): the first test)
 
 
 def test_init_at_the_target_stays_there():

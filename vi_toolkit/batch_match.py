@@ -13,10 +13,17 @@ Step t draws a batch z_1..z_B ~ q_t with their scores g_b = grad log p(z_b) and,
 The matrix equation is solved in symmetric form: V = L L^T, M = L^T U L = W diag(w) W^T, Sigma = L W diag(2 /
 (1 + sqrt(1 + 4 w))) W^T L^T, positive definite by construction. For a Gaussian target (a linear score) the
 target is a fixed point of every step for any batch, and for B > D the only one, so BaM recovers it exactly
-(to floating point). Learning rate: the paper's schedules with lambda_0 = B D by default, decaying
-lambda_t = lambda_0 / (t + 1) (its choice for non-Gaussian targets, where a constant rate leaves the fit
-fluctuating at a noise floor) or constant lambda_t = lambda_0 (its choice for Gaussian targets, where it
-converges geometrically; ``decay=False``). q_0 is the Laplace start of :mod:`vi_toolkit.gaussian_start` where
+(to floating point). Learning rate: the paper's schedules, decaying lambda_t = lambda_0 / (t + 1) (its
+choice for non-Gaussian targets, where a constant rate leaves the fit fluctuating at a noise floor) or constant
+lambda_t = lambda_0 (its choice for Gaussian targets, where it converges geometrically; ``decay=False``).
+lambda_0 is the paper's B D from N(0, I), and B from a Gaussian start: a step weighs the batch against q_t by
+lambda / (1 + lambda), so lambda_t stays above 1 (each step mostly one batch of B draws, noisy on a non-Gaussian
+target) for the first lambda_0 steps, and only then do the steps average batches. From N(0, I) the first steps
+must travel; from the Laplace start there is little to travel, and with B D the fit after 200 steps was still
+the noise of its last few batches. Measured from the Laplace start on the 34 NUTS-validated posteriordb
+posteriors (one seed, 200 steps): the worst marginal's 1-Wasserstein distance to the reference draws with
+lambda_0 = B was a median 0.91 times that with B D (smaller on 23 of 34), and 1.03 times default full-rank
+ADVI's (1.21 with B D). q_0 is the Laplace start of :mod:`vi_toolkit.gaussian_start` where
 the model has one, else N(0, I), or a given Gaussian: BaM's steps shrink the covariance at once when q_0 lies
 far out in the target's tails, and then move the mean slowly (from N(0, I), posteriordb's earnings-earn_height in
 dollars, 6e4 sds away, is out of its reach in 200 steps; from N(0, I) 23 of the 34 validated posteriordb
@@ -44,7 +51,8 @@ def batch_and_match(model, *args, batch_size=16, steps=200, learning_rate=None, 
     a :class:`~vi_toolkit.unconstrained_gaussian.GaussianResult` (``info["method"] == "batch-match"``).
 
     ``batch_size``: B draws (and scores) per step; ``steps``: T steps; ``learning_rate``: lambda_0 (None:
-    B D, the paper's choice), ``decay``: lambda_t = lambda_0 / (t + 1), else lambda_0 at every step;
+    B D from N(0, I), the paper's choice, and B from the Laplace start or a given ``init``; module docstring),
+    ``decay``: lambda_t = lambda_0 / (t + 1), else lambda_0 at every step;
     ``init``: q_0 as (loc (D,), covariance (D, D)) in UnconstrainedModel coordinates (another fit's
     ``gaussian()``, say); None (default): the Laplace start where the model has one (``info["start"]`` says
     which, or why not), else N(0, I); False: N(0, I). ``seed``: the draws' stream (numpy's generator).
@@ -65,8 +73,11 @@ def batch_and_match(model, *args, batch_size=16, steps=200, learning_rate=None, 
                                                                           "grad_evals": 0}
     with precise_target(problem, seed) as density:
         dim = density.dim
-        lambda_0 = batch_size * dim if learning_rate is None else positive("learning_rate", learning_rate)
         mean, covariance = _start(None if init is False else init, dim)
+        if learning_rate is None:
+            lambda_0 = batch_size * dim if init is False else batch_size
+        else:
+            lambda_0 = positive("learning_rate", learning_rate)
         losses = []
         for step in tqdm(range(steps), desc="batch-and-match", disable=not progress, leave=False):
             chol = np.linalg.cholesky(covariance)
