@@ -67,6 +67,13 @@ def _check_moments(moments):
             )
 
 
+def standardized_w1(flat, ref_draws, ref_moments):
+    """label -> W1(draws, reference draws) / reference sd, the 1-Wasserstein distance between the marginal
+    samples in reference sds, for every reference label (``flat``: label -> 1-D draws, as
+    :func:`vi_toolkit.agreement.flatten` gives them; the rest from :func:`reference_draws_and_moments`)."""
+    return {p: float(wasserstein_distance(flat[p], ref_draws[p]) / ref_moments[p][1]) for p in ref_moments}
+
+
 def method_draws(result, draws=None, seed=0):
     """site -> draws (n, *shape) of a posterior result (``pyro.deterministic`` sites included) or of a dict of
     draws (site or label -> array)."""
@@ -144,7 +151,7 @@ def compare(results, reference, *, draws=None, seed=0, reference_draws=4000):
             "w1_mean": math.nan,
         }
         if ref_draws is not None:
-            w1 = [wasserstein_distance(flat[p], ref_draws[p]) / ref_moments[p][1] for p in ref_moments]
+            w1 = list(standardized_w1(flat, ref_draws, ref_moments).values())
             row["w1_max"], row["w1_mean"] = float(np.max(w1)), float(np.mean(w1))
         row.update(_weight_diagnostics(result, site_draws, seed))
         rows.append(row)
