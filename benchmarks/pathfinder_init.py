@@ -5,7 +5,8 @@
 Per target (posteriordb translations with unstandardized predictors; a synthetic unstandardized regression
 where the corpus is absent): multi-path Pathfinder; ``run_mcmc`` from its default start (``--warmup`` steps of
 full adaptation) and ``run_mcmc(init=pathfinder)`` (chains start at Pathfinder draws, the mass matrix is their
-covariance, ``--init-warmup`` steps adapt the step size). Reported: divergences, min over parameters of ArviZ's
+covariance, ``--init-warmup`` steps adapt the step size). Reported: divergences (after warm-up, and during it:
+``info["warmup_divergences"]``), min over parameters of ArviZ's
 bulk ESS, ESS per second (the init run's seconds include Pathfinder's), leapfrog steps (``info["grad_evals"]``).
 Then Pathfinder against full-rank Gaussian VI (``fit_vi(..., "mvn")``): log-density gradient evaluations and
 the largest 1-Wasserstein distance to the reference draws over parameters (``vt.compare``, in reference sds).
@@ -82,7 +83,9 @@ def measure(name, args):
         ess = min_ess(result)
         row = vt.compare({key: result}, reference).iloc[0]
         record[key] = {"warmup": options["warmup"], "draws": args.draws, "chains": 2, "seconds": seconds,
-                       "divergences": int(result.divergences), "min_ess_bulk": ess, "ess_per_second": ess / seconds,
+                       "divergences": int(result.divergences),
+                       "warmup_divergences": int(result.info["warmup_divergences"]),
+                       "min_ess_bulk": ess, "ess_per_second": ess / seconds,
                        "grad_evals": result.info["grad_evals"], "w1_max": float(row.w1_max)}
         print(label, key, json.dumps(record[key]), flush=True)
 
