@@ -25,7 +25,8 @@ no saving, infinite time. Medians over posteriors are printed and saved.
 
 One JSON per posterior in ``benchmarks/results/reach_advi/`` (a posterior already there is skipped unless
 ``--force``: the run resumes), and all of them with the summary in ``benchmarks/results/reach_advi.json``, with
-the load average.
+the load average; the figure ``reach_advi.png``: per method, each posterior's ladder as distance over ADVI's
+against gradient evaluations over ADVI's.
 """
 
 import argparse
@@ -128,6 +129,52 @@ def summary(records, criterion="reached"):
     return out
 
 
+def figure(records):
+    """One panel per method: each posterior's ladder, W1 / ADVI's W1 against gradient evaluations / ADVI's (log
+    axes), with the target region (10x fewer evaluations, W1 within :data:`MARGIN`) shaded and the rung where
+    the method reaches ADVI marked."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    fig = Figure(figsize=(13, 4.6))
+    axes = fig.subplots(1, len(LADDERS))
+    for ax, method in zip(axes, LADDERS):
+        ax.fill_between([1e-3, 0.1], 1e-3, MARGIN, color="0.88", zorder=0)
+        ax.axhline(MARGIN, color="0.4", lw=0.8, ls="--")
+        ax.axvline(0.1, color="0.4", lw=0.8, ls=":")
+        for r in records:
+            advi = r["advi"]
+            rungs = [x for x in r["methods"][method]["rungs"] if "w1_max" in x]
+            if not rungs or "w1_max" not in advi:
+                continue
+            x = [g["grad_evals"] / advi["grad_evals"] for g in rungs]
+            y = [g["w1_max"] / advi["w1_max"] for g in rungs]
+            ax.plot(x, y, color="tab:blue", alpha=0.35, lw=1, marker="o", ms=2.5)
+            hit = r["methods"][method]["reached"]
+            if hit:
+                ax.plot(hit["grad_evals"] / advi["grad_evals"], hit["w1_max"] / advi["w1_max"], "o", ms=5,
+                        color="tab:green" if hit["grad_evals"] * 10 <= advi["grad_evals"] else "tab:orange")
+        summary_row = summary(records)[method]
+        ratio = summary_row["median_grad_evals_advi_over_method"]
+        ax.set_title(f"{method} ({LADDERS[method][0]}): reached on {summary_row['reached']} of {len(records)}, "
+                     f"median {ratio:.1f}x" if ratio else f"{method}: reached on {summary_row['reached']} of "
+                     f"{len(records)}, median not reached", fontsize=9)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(0.008, 6)
+        ax.set_ylim(0.4, None)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}".lstrip("0.")[0] in "25" else ""))
+        ax.set_xlabel("gradient evaluations / ADVI's")
+        ax.set_ylabel("max 1-Wasserstein / ADVI's")
+    fig.suptitle("Reaching default full-rank ADVI: each line one posterior's budget ladder; shaded: the target "
+                 "(10x fewer evaluations, distance within 1.1x ADVI's)\ndots: where the method reaches ADVI "
+                 "for good (green: with 10x fewer evaluations or more)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def main():
     from vi_toolkit.io import write_json
 
@@ -157,6 +204,7 @@ def main():
               "ladders": LADDERS, "fit_seeds": fit_seeds, "draw_seeds": draw_seeds,
               "draws": DRAWS, "records": records}
     write_json(RESULTS / "reach_advi.json", result)
+    figure(records).savefig(RESULTS / "reach_advi.png", dpi=110)
     print(json.dumps({"margin": result["summary"], "strict": result["summary_strict"]}, indent=1))
     return 0
 
