@@ -4,12 +4,26 @@ never which method made it.
 Not an experiment itself (it defines no ``EXPERIMENT``).
 """
 
+import functools
 import json
 
 import arviz as az
 
 from vi_toolkit import plots
 from vi_toolkit.io import write_text
+from vi_toolkit.isolation import threads_limited
+
+
+def on_one_thread(run):
+    """An experiment's ``run(config, folder, seed)`` on one torch thread, for experiments of small tensors, where
+    more threads only synchronize; the caller's thread count is back afterwards."""
+
+    @functools.wraps(run)
+    def run_on_one_thread(config, folder, seed):
+        with threads_limited(1):
+            return run(config, folder, seed)
+
+    return run_on_one_thread
 
 
 def sampler_diagnostics(result):

@@ -21,9 +21,9 @@ from matplotlib.figure import Figure
 
 from vi_toolkit import images, plots
 from vi_toolkit.experiment import Experiment
-from vi_toolkit.experiments.common import save_captions
+from vi_toolkit.experiments.common import on_one_thread, save_captions
 from vi_toolkit.experiments.vae import image_figure
-from vi_toolkit.isolation import isolated, threads_limited
+from vi_toolkit.isolation import isolated
 from vi_toolkit.models.vae import train as train_vae
 
 
@@ -104,12 +104,8 @@ def _perturb_figure(table):
     return fig
 
 
+@on_one_thread
 def run(config, folder, seed):
-    with threads_limited(1):  # small tensors: more threads only synchronize; the caller's count is back after
-        return _run(config, folder, seed)
-
-
-def _run(config, folder, seed):
     from sklearn.linear_model import LogisticRegression
 
     data = images.load("digits")

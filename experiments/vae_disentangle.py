@@ -14,9 +14,8 @@ from matplotlib.figure import Figure
 
 from vi_toolkit import iwae as iw
 from vi_toolkit.experiment import Experiment
-from vi_toolkit.experiments.common import save_captions
+from vi_toolkit.experiments.common import on_one_thread, save_captions
 from vi_toolkit.experiments.vae import image_figure
-from vi_toolkit.isolation import threads_limited
 from vi_toolkit.models.shapes import FACTORS, mig, mutual_information, squares
 from vi_toolkit.models.vae import train as train_vae
 
@@ -69,12 +68,8 @@ def _rd_figure(table):
     return fig
 
 
+@on_one_thread
 def run(config, folder, seed):
-    with threads_limited(1):  # small tensors: more threads only synchronize; the caller's count is back after
-        return _run(config, folder, seed)
-
-
-def _run(config, folder, seed):
     x, factors = squares(2 * config.images, seed=seed)
     train_x, test_x, test_f = x[: config.images], x[config.images:], factors[config.images:]
     rows, mi_rows, panels = [], [], []

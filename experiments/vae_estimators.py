@@ -24,8 +24,8 @@ from vi_toolkit import models, plots
 from vi_toolkit import iwae as iw
 from vi_toolkit.estimators import logmeanexp
 from vi_toolkit.experiment import Experiment
-from vi_toolkit.experiments.common import save_captions
-from vi_toolkit.isolation import isolated, threads_limited
+from vi_toolkit.experiments.common import on_one_thread, save_captions
+from vi_toolkit.isolation import isolated
 from vi_toolkit.models.linear_vae import ppca_data
 
 KL_OBJECTIVES = {"closed form": "elbo-analytic", "Monte Carlo": "elbo-plain"}
@@ -148,12 +148,8 @@ def _curves_figure(ks, gaps, shown=6):
     return fig
 
 
+@on_one_thread
 def run(config, folder, seed):
-    with threads_limited(1):  # small tensors: more threads only synchronize; the caller's count is back after
-        return _run(config, folder, seed)
-
-
-def _run(config, folder, seed):
     x = ppca_data(config.points + config.eval_points, config.x_dim, config.z_dim, config.noise, seed)
     train_x, test_x = x[: config.points], x[config.points:]
     probe_x = train_x[: config.batch_size]

@@ -21,8 +21,8 @@ import vi_toolkit as vt
 from vi_toolkit import images
 from vi_toolkit.diagnostics import psis_khat
 from vi_toolkit.experiment import Experiment
-from vi_toolkit.experiments.common import save_captions
-from vi_toolkit.isolation import isolated, threads_limited
+from vi_toolkit.experiments.common import on_one_thread, save_captions
+from vi_toolkit.isolation import isolated
 from vi_toolkit.models.vae import train as train_vae
 
 
@@ -100,12 +100,8 @@ def _figure(tables, k):
     return fig
 
 
+@on_one_thread
 def run(config, folder, seed):
-    with threads_limited(1):  # small tensors: more threads only synchronize; the caller's count is back after
-        return _run(config, folder, seed)
-
-
-def _run(config, folder, seed):
     data = images.load("digits")
     test_x = images.binarize(data.test_x[: config.eval_images], seed=seed + 1)
     vae = _train(config, data.train_x, seed)

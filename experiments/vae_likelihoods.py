@@ -26,9 +26,9 @@ from vi_toolkit import images
 from vi_toolkit import iwae as iw
 from vi_toolkit.errors import ConfigError
 from vi_toolkit.experiment import Experiment
-from vi_toolkit.experiments.common import save_captions
+from vi_toolkit.experiments.common import on_one_thread, save_captions
 from vi_toolkit.experiments.vae import image_figure
-from vi_toolkit.isolation import isolated, threads_limited
+from vi_toolkit.isolation import isolated
 from vi_toolkit.models.vae import train as train_vae
 
 LABELS = {"bce": "BCE (Bernoulli)", "cbernoulli": "continuous Bernoulli", "gaussian": "Gaussian, fixed scale (MSE)",
@@ -129,15 +129,11 @@ def _classifier(data, seed):
     return LogisticRegression(max_iter=2000, random_state=seed).fit(data.train_x.numpy(), data.train_y.numpy())
 
 
+@on_one_thread
 def run(config, folder, seed):
     unknown = set(config.decoders) - set(LABELS)
     if unknown:
         raise ConfigError(f"decoders {sorted(unknown)} unknown; choose from {', '.join(LABELS)}")
-    with threads_limited(1):  # small tensors: more threads only synchronize; the caller's count is back after
-        return _run(config, folder, seed)
-
-
-def _run(config, folder, seed):
     data = images.load("digits")
     train_x, test_x = dequantize(data.train_x, seed), dequantize(data.test_x, seed + 1)
     dim, mean_image = data.dim, train_x.mean(0)

@@ -18,8 +18,7 @@ from matplotlib.figure import Figure
 from vi_toolkit import images
 from vi_toolkit import iwae as iw
 from vi_toolkit.experiment import Experiment
-from vi_toolkit.experiments.common import save_captions
-from vi_toolkit.isolation import threads_limited
+from vi_toolkit.experiments.common import on_one_thread, save_captions
 from vi_toolkit.models.vae import gaussian_total_correlation
 from vi_toolkit.models.vae import train as train_vae
 
@@ -71,12 +70,8 @@ def _figure(covs):
     return fig
 
 
+@on_one_thread
 def run(config, folder, seed):
-    with threads_limited(1):  # small tensors: more threads only synchronize; the caller's count is back after
-        return _run(config, folder, seed)
-
-
-def _run(config, folder, seed):
     data = images.load("digits")
     x = data.test_x
     rows, covs = [], {}

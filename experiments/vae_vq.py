@@ -15,9 +15,8 @@ import torch
 
 from vi_toolkit import images
 from vi_toolkit.experiment import Experiment
-from vi_toolkit.experiments.common import save_captions
+from vi_toolkit.experiments.common import on_one_thread, save_captions
 from vi_toolkit.experiments.vae import image_figure
-from vi_toolkit.isolation import threads_limited
 from vi_toolkit.models.vq_vae import VQVAE, perplexity
 from vi_toolkit.models.vae import train as train_vae
 
@@ -55,12 +54,8 @@ class Config:
 DEMO = {"epochs": 15, "samples": 200}
 
 
+@on_one_thread
 def run(config, folder, seed):
-    with threads_limited(1):  # small tensors: more threads only synchronize; the caller's count is back after
-        return _run(config, folder, seed)
-
-
-def _run(config, folder, seed):
     from sklearn.linear_model import LogisticRegression
 
     data = images.load("digits")
