@@ -24,7 +24,7 @@ from scipy.optimize import line_search
 
 from .diagnostics import MIN_DRAWS, psis_khat
 from .errors import ModelGuideError, NumericalError
-from .log_density import UnconstrainedModel, as_float64
+from .log_density import UnconstrainedModel, agrees_in_float64, as_float64
 from .problem import Problem
 from .traces import Structure, is_latent
 from .validate import positive, whole
@@ -101,12 +101,15 @@ class _Density:
         try:
             with _default_dtype(torch.float64):
                 precise = build(as_float64(problem.args), as_float64(problem.kwargs))
-                u = torch.zeros(2, precise.dim, dtype=torch.float64)
-                ran = sum(precise.densities(u))
-            if ran.dtype == torch.float64 and torch.allclose(ran, self(u), rtol=1e-4, atol=1e-3):
-                self._run, self.dtype = precise, torch.float64
         except Exception:  # noqa: BLE001 - a model that fails in float64 runs in its own precision
-            pass
+            return
+
+        def run_precise(u):
+            with _default_dtype(torch.float64):
+                return sum(precise.densities(u))
+
+        if agrees_in_float64(self, run_precise, precise.dim):
+            self._run, self.dtype = precise, torch.float64
 
     def __call__(self, u):
         """log p(u) at u (n, D); a point where a site's parameter leaves its support (a rate that underflowed to
