@@ -107,3 +107,11 @@ def test_init_at_the_target_stays_there():
     torch.testing.assert_close(covariance, SIGMA.double(), rtol=0, atol=1e-10)
     with pytest.raises(vt.ConfigError, match="init must be"):
         vt.batch_and_match(mvn_model, MU, SIGMA, steps=1, init=(MU[:2], SIGMA))
+
+
+def test_without_a_laplace_start_it_starts_from_the_standard_normal_at_the_papers_rate():
+    from test_gaussian_start import flat
+
+    result = vt.batch_and_match(flat, batch_size=4, steps=3, seed=0)
+    assert result.info["start"]["source"] == "none" and "flat" in result.info["start"]["reason"]
+    assert result.info["learning_rate"] == 4 * 2  # B D, as from init=False

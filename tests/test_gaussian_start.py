@@ -96,6 +96,18 @@ def test_models_without_a_usable_mode_fall_back_with_a_reason():
     assert math.isfinite(fit.losses[-1])
 
 
+def flat():
+    """A density flat everywhere (the factor cancels the prior): its Hessian is zero, so no damping makes a
+    Newton step acceptable (the search used to loop forever here)."""
+    x = pyro.sample("x", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+    pyro.factor("tilt", 0.5 * (x**2).sum())
+
+
+def test_a_flat_density_has_no_start_and_says_so():
+    start, reason = gaussian_start(vt.Problem.of(flat))
+    assert start is None and "flat" in reason
+
+
 def test_a_newton_path_through_a_non_finite_hessian_still_finds_the_mode():
     """posteriordb's hmm_drive_1 (a two-state HMM written with a forward algorithm): from every starting point the
     Newton path met points where the log density improves but its Hessian overflows (a transition probability

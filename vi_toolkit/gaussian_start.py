@@ -168,6 +168,8 @@ def _laplace(target, u0, max_iter=200):
         if decrement < 1e-8 or 0.5 * decrement < resolution * max(1.0, abs(float(value.detach()))):
             return _at(target, u, values, vectors, count[0])
         scale = float(values.abs().max())
+        if not scale > 0:  # no damping would ever be large enough to end the search below
+            return None, "the log density is flat where the search for its mode is (its Hessian is zero there)"
         damping = 1e-6 * scale if damping is None else max(damping, 1e-12 * scale)
         while True:
             step = -(vectors @ (g / (values.abs() + damping))).to(u.dtype)
