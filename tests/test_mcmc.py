@@ -105,4 +105,5 @@ def test_warmup_divergences_are_counted_apart_from_the_draws():
 
     fit = vt.run_mcmc(funnel, draws=200, warmup=200, chains=1, seed=0, progress=False)
     assert fit.info["warmup_divergences"] > 0
-    assert fit.info["warmup_divergences"] <= 200 and fit.divergences <= 200
+    # with no warm-up every transition is a draw: whatever diverges is counted among the draws'
+    assert vt.run_mcmc(funnel, draws=20, warmup=0, chains=1, seed=0, progress=False).info["warmup_divergences"] == 0

@@ -69,8 +69,10 @@ def _check_moments(moments):
 
 def standardized_w1(flat, ref_draws, ref_moments):
     """label -> W1(draws, reference draws) / reference sd, the 1-Wasserstein distance between the marginal
-    samples in reference sds, for every reference label (``flat``: label -> 1-D draws, as
-    :func:`vi_toolkit.agreement.flatten` gives them; the rest from :func:`reference_draws_and_moments`)."""
+    samples in reference sds, for every reference label. ``flat``: label -> 1-D draws, as
+    :func:`vi_toolkit.agreement.flatten` gives them, holding every reference label (:func:`compare` says which
+    are missing); ``ref_draws`` and ``ref_moments`` from :func:`reference_draws_and_moments` of a reference
+    with draws (not moments alone)."""
     return {p: float(wasserstein_distance(flat[p], ref_draws[p]) / ref_moments[p][1]) for p in ref_moments}
 
 
