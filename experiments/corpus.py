@@ -366,8 +366,9 @@ def run(config, folder, seed):
             lambda name: bool(records[name].get("validated")) if name in records else "no record")))
 
     table = run_fits(config, root, names, methods, seed, save=save)
-    if config.nuts_records and "nuts" not in methods and record_rows(records, names):
-        table = as_table(table.to_dict("records") + record_rows(records, names))
+    nuts_rows = record_rows(records, names) if config.nuts_records and "nuts" not in methods else []
+    if nuts_rows:
+        table = as_table(table.to_dict("records") + nuts_rows)
         methods.append(RECORDS_METHOD)
     save(table)
     summary = method_summary(table, methods)

@@ -23,11 +23,12 @@ must travel; from the Laplace start there is little to travel, and with B D the 
 the noise of its last few batches. Measured from the Laplace start on the 34 NUTS-validated posteriordb
 posteriors (one seed, 200 steps; the corpus table's batch-and-match rows before and after the change): the
 worst marginal's 1-Wasserstein distance to the reference draws with lambda_0 = B was a median 0.97 times that
-with B D (smaller on 23 of 34), and 1.02 times default full-rank ADVI's (1.10 with B D). q_0 is the Laplace start of :mod:`vi_toolkit.gaussian_start` where
-the model has one, else N(0, I), or a given Gaussian: BaM's steps shrink the covariance at once when q_0 lies
-far out in the target's tails, and then move the mean slowly (from N(0, I), posteriordb's earnings-earn_height in
-dollars, 6e4 sds away, is out of its reach in 200 steps; from N(0, I) 23 of the 34 validated posteriordb
-posteriors ended 6 or more sds off).
+with B D (smaller on 23 of 34), and 1.02 times default full-rank ADVI's (1.10 with B D).
+
+q_0 is the Laplace start of :mod:`vi_toolkit.gaussian_start` where the model has one, else N(0, I), or a given
+Gaussian: BaM's steps shrink the covariance at once when q_0 lies far out in the target's tails, and then move
+the mean slowly (from N(0, I), posteriordb's earnings-earn_height in dollars, 6e4 sds away, is out of its reach
+in 200 steps; from N(0, I) 23 of the 34 validated posteriordb posteriors ended 6 or more sds off).
 """
 
 import time
@@ -68,12 +69,13 @@ def batch_and_match(model, *args, batch_size=16, steps=200, learning_rate=None, 
         laplace, reason = gaussian_start(problem, seed)
         started = start_info(laplace, reason)
         init = False if laplace is None else (laplace.loc, laplace.cov)
+    elif init is False:
+        started = start_info(None, "init=False")
     else:
-        started = start_info(None, "init=False") if init is False else {"source": "given", "reason": "",
-                                                                          "grad_evals": 0}
+        started = {"source": "given", "reason": "", "grad_evals": 0}
     with precise_target(problem, seed) as density:
         dim = density.dim
-        mean, covariance = _start(None if init is False else init, dim)
+        mean, covariance = _start(init, dim)
         if learning_rate is None:
             lambda_0 = batch_size * dim if init is False else batch_size
         else:
@@ -98,9 +100,9 @@ def batch_and_match(model, *args, batch_size=16, steps=200, learning_rate=None, 
 
 
 def _start(init, dim):
-    """(mean (D,), covariance (D, D)) of q_0 as float64 numpy: N(0, I) for ``init=None``, else ``init``
+    """(mean (D,), covariance (D, D)) of q_0 as float64 numpy: N(0, I) for ``init=False``, else ``init``
     checked (ConfigError if it is no Gaussian of dimension D)."""
-    if init is None:
+    if init is False:
         return np.zeros(dim), np.eye(dim)
     try:
         mean, covariance = (np.array(part, dtype=np.float64) for part in init)
